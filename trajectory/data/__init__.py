@@ -1,0 +1,1 @@
+"""Raw tracks in, validated tracks and observation/prediction windows out."""

@@ -1,0 +1,1 @@
+"""Placeholder: the learned mixture model lands here."""
