@@ -42,10 +42,10 @@ def run_pipeline(
     model: str = "mixture",
     epochs: int | None = None,
 ) -> PipelineResult:
-    """Run every step. Without `data_dir`, a deterministic synthetic crowd is generated first."""
+    """Run every step. Without `data_dir` (or TRAJ_DATA_DIR), a synthetic crowd is made first."""
     from trajectory.data.etl import run_etl
 
-    raw = data_dir if data_dir is not None else make_synthetic(settings)
+    raw = data_dir or settings.data_dir or make_synthetic(settings)
     windows_dir = settings.work_dir / "windows"
     etl = run_etl(raw, windows_dir, settings)
     log.info("ETL done: data version %s", etl.data_version)

@@ -1,0 +1,255 @@
+"""The windows dataset on disk: how the ETL writes a scene's windows, and reading them back.
+
+Layout (written by `etl.run_etl`):
+  <dir>/scene=<s>/split=<split>/part-<group>-<block>.parquet  one row per window: the
+        columns of `Windows.to_frame()` (less scene) and the motion features
+  <dir>/rejects.parquet                                      file, line, reason, raw
+  <dir>/manifest.json                                        counts, spec, hashes, data_version
+
+Splits: a file under a folder named train, val or test keeps that split. Other scenes are
+split by time: windows lying wholly in the first 70% of the scene's frame range are train,
+the next 15% val, the last 15% test; windows that cross a boundary are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from trajectory.data import schema as S
+from trajectory.data.features import motion_features
+from trajectory.data.io import SPLITS
+from trajectory.data.windows import Windows, WindowSpec, frame_step, make_windows
+from trajectory.exceptions import DataError, NoWindowsError
+
+MANIFEST_FILE, REJECTS_FILE = "manifest.json", "rejects.parquet"
+ETL_FORMAT = 1  # bump when the same input and settings would give different output
+TIME_SPLIT = (0.70, 0.15, 0.15)
+BLOCK_ROWS = 100_000  # track rows windowed at once: bounds a scene's memory
+PARTITIONING = pads.partitioning(
+    pa.schema([(S.SCENE, pa.string()), (S.SPLIT, pa.string())]), flavor="hive"
+)
+REJECTS_SCHEMA = pa.schema(
+    [("file", pa.string()), ("line", pa.int64()), ("reason", pa.string()), ("raw", pa.string())]
+)
+
+
+def load_windows(
+    windows_dir: str | Path,
+    spec: WindowSpec,
+    split: str | None = None,
+    scenes: Iterable[str] | None = None,
+) -> Windows:
+    """The windows of `split` (all splits if None) and `scenes` (all if None), as arrays.
+
+    `extra` holds the split and the motion-feature columns. Raises NoWindowsError when none
+    match, DataError when the folder was made with another window spec.
+    """
+    root = Path(windows_dir)
+    scenes = None if scenes is None else list(scenes)
+    made_with = read_manifest(root)["window_spec"]
+    if made_with != asdict(spec):
+        raise DataError(f"{root} was made with window spec {made_with}, not {asdict(spec)}")
+    files = sorted(str(p) for p in root.glob(f"{S.SCENE}=*/{S.SPLIT}=*/*.parquet"))
+    filters = []
+    if split is not None:
+        filters.append(pads.field(S.SPLIT) == split)
+    if scenes is not None:
+        filters.append(pads.field(S.SCENE).isin(scenes))
+    table = pads.dataset(
+        files, format="parquet", partitioning=PARTITIONING, partition_base_dir=str(root)
+    ).to_table(filter=_all(filters))
+    if table.num_rows == 0:
+        raise NoWindowsError(f"{root}: no windows for split={split!r}, scenes={scenes!r}")
+    return Windows.from_frame(table.to_pandas(), spec)
+
+
+def write_scene_windows(
+    tracks: pd.DataFrame,
+    out_dir: Path,
+    *,
+    split: str | None,
+    part: str,
+    spec: WindowSpec,
+    frame_seconds: float,
+) -> dict[str, int]:
+    """Window one scene's valid rows block by block in time and write them; counts per split.
+
+    Cutting by time is exact: a block holds every row a window starting in it can touch, and
+    the stride is counted from the scene's first frame, as `make_windows` does for a scene.
+    `split` is the folder split (None: split by time); files are named part-<part>-<block>.
+    The scene's folder name is URI-encoded, as pyarrow's hive partitioning expects.
+    """
+    tracks = tracks.sort_values(S.FRAME, kind="stable")
+    f = tracks[S.FRAME].to_numpy(np.int64)
+    step = frame_step(f, tracks[S.AGENT].to_numpy(np.int64))
+    span = (spec.obs_len + spec.pred_len - 1) * step  # first to last frame of a window
+    first, last = int(f[0]), int(f[-1])
+    edges = np.append(np.unique(f[::BLOCK_ROWS]), last + 1)
+    scene_dir = out_dir / f"{S.SCENE}={quote(str(tracks[S.SCENE].iloc[0]), safe='')}"
+    counts: dict[str, int] = {}
+    for block, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        rows = tracks.iloc[np.searchsorted(f, lo) : np.searchsorted(f, hi + span)]
+        w = make_windows(rows, replace(spec, stride=1), step=step)
+        start = w.start_frame
+        keep = (start >= lo) & (start < hi) & (((start - first) // step) % spec.stride == 0)
+        names = assign_splits(start, start + span, split, first, last)
+        for name in SPLITS:
+            chosen = np.flatnonzero(keep & (names == name))
+            if len(chosen):
+                path = scene_dir / f"{S.SPLIT}={name}" / f"part-{part}-{block:05d}.parquet"
+                _write_part(w.take(chosen), path, frame_seconds)
+                counts[name] = counts.get(name, 0) + len(chosen)
+    return counts
+
+
+def assign_splits(
+    start: np.ndarray, end: np.ndarray, split: str | None, first: int, last: int
+) -> np.ndarray:
+    """Each window's split: the folder's, else by time ("" for a window across a boundary)."""
+    if split is not None:
+        return np.full(len(start), split, dtype=object)
+    b1 = first + TIME_SPLIT[0] * (last - first)
+    b2 = first + (TIME_SPLIT[0] + TIME_SPLIT[1]) * (last - first)
+    out = np.full(len(start), "", dtype=object)
+    out[end < b1] = "train"
+    out[(start >= b1) & (end < b2)] = "val"
+    out[start >= b2] = "test"
+    return out
+
+
+def _write_part(windows: Windows, path: Path, frame_seconds: float) -> None:
+    table = window_table(windows)
+    features = motion_features(windows.obs, windows.nbr, frame_seconds)
+    for name in features.columns:
+        table = table.append_column(name, pa.array(features[name].to_numpy()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression="zstd", use_dictionary=False)
+
+
+def window_table(windows: Windows) -> pa.Table:
+    """The columns of `windows.to_frame()` less scene, built straight into Arrow (faster
+    than converting the frame's columns of small arrays)."""
+    n = len(windows)
+    columns = {S.AGENT: pa.array(windows.agent_id), S.START_FRAME: pa.array(windows.start_frame)}
+    arrays = {S.OBS: windows.obs, S.NBR: windows.nbr, S.FUT: windows.fut}
+    for name, values in arrays.items():
+        if values is not None:
+            flat = values.reshape(n, -1)  # (N, size)
+            offsets = pa.array(np.arange(n + 1, dtype=np.int32) * flat.shape[1])
+            columns[name] = pa.ListArray.from_arrays(
+                offsets, pa.array(flat.ravel(), from_pandas=True)
+            )
+    for name, extra in windows.extra.items():
+        columns[name] = pa.array(extra)
+    return pa.table(columns)
+
+
+def write_rejects(rejects: pd.DataFrame, path: Path) -> None:
+    """Write a rejects table (REJECTS_SCHEMA columns), if it has rows."""
+    if len(rejects):
+        table = pa.Table.from_pandas(rejects[REJECTS_SCHEMA.names], preserve_index=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.cast(REJECTS_SCHEMA), path)
+
+
+def read_manifest(windows_dir: str | Path) -> dict[str, Any]:
+    """The manifest.json the ETL wrote into `windows_dir`."""
+    path = Path(windows_dir) / MANIFEST_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: no manifest; run the ETL into {windows_dir} first") from err
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: unreadable manifest: {err}") from err
+
+
+def write_manifest(
+    windows_dir: Path,
+    *,
+    files: list[dict[str, Any]],
+    rows: dict[str, int],
+    windows: dict[str, dict[str, int]],
+    spec: WindowSpec,
+    settings: dict[str, float],
+) -> dict[str, Any]:
+    """Write manifest.json after every other output file; the manifest.
+
+    data_version hashes what decides the output: the inputs (each file's path and sha256),
+    the window spec, the settings used and the ETL format; re-running gives the same one.
+    """
+    inputs = hashlib.sha256("".join(f"{f['path']}\0{f['sha256']}\n" for f in files).encode())
+    decides = {
+        "format": ETL_FORMAT,
+        "inputs_sha256": inputs.hexdigest(),
+        "window_spec": asdict(spec),
+        "settings": settings,
+        "time_split": TIME_SPLIT,
+    }
+    version = hashlib.sha256(json.dumps(decides, sort_keys=True).encode()).hexdigest()[:12]
+    manifest = {
+        **decides,
+        "data_version": version,
+        "outputs_sha256": hash_files(
+            windows_dir, [p for p in windows_dir.rglob("*") if p.is_file()]
+        ),
+        "rows": rows,
+        "windows": windows,
+        "windows_total": sum(n for scene in windows.values() for n in scene.values()),
+        "files": files,
+        "schema": {
+            "tracks": {c: str(t) for c, t in S.TRACK_DTYPES.items()},
+            "windows": windows_schema(windows_dir),
+            "rejects": {f.name: str(f.type) for f in REJECTS_SCHEMA},
+        },
+    }
+    (windows_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def hash_files(root: Path, paths: Iterable[Path]) -> str:
+    """sha256 over each file's path relative to root and its bytes, in sorted path order."""
+    digest = hashlib.sha256()
+    for path in sorted(paths, key=lambda p: p.relative_to(root).as_posix()):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        with path.open("rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
+    return digest.hexdigest()
+
+
+def merge_parquet(parts: list[Path], dest: Path, schema: pa.Schema) -> None:
+    """Concatenate Parquet files into `dest`, one at a time."""
+    with pq.ParquetWriter(dest, schema) as writer:
+        for part in parts:
+            writer.write_table(pq.read_table(part).cast(schema))
+
+
+def windows_schema(windows_dir: Path) -> dict[str, str]:
+    """Column name -> Arrow type of the window files (from the first part file)."""
+    first = next(iter(sorted(windows_dir.glob(f"{S.SCENE}=*/{S.SPLIT}=*/*.parquet"))), None)
+    if first is None:
+        return {}
+    fields = pq.read_schema(first)
+    names = {f.name: str(f.type) for f in fields}
+    return {S.SCENE: "string", S.SPLIT: "string", **names}
+
+
+def _all(filters: list[pads.Expression]) -> pads.Expression | None:
+    if not filters:
+        return None
+    out = filters[0]
+    for f in filters[1:]:
+        out = out & f
+    return out
