@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the services the serving integration tests start themselves: redis-server and
+# PostgreSQL 15 (initdb, pg_ctl). Idempotent: does nothing when both are present.
+# Needs root (or passwordless sudo) for apt-get; without it, prints what is missing and exits 0
+# so the tests that need a service skip with that reason.
+set -euo pipefail
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] || missing+=(postgresql-15)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install_services: redis-server and PostgreSQL 15 are present"
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+else
+    echo "install_services: cannot install ${missing[*]} (not root, no sudo); tests will skip" >&2
+    exit 0
+fi
+
+echo "install_services: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+# the packages start system services when installed; the tests start their own instead
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if command -v service >/dev/null 2>&1; then
+    "${SUDO[@]}" service redis-server stop >/dev/null 2>&1 || true
+fi
+echo "install_services: done"

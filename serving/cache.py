@@ -1,0 +1,212 @@
+"""Prediction cache: an in-process LRU, in front of Redis when Redis is configured.
+
+Keys hold the model name and version, so a new model version never sees an old version's
+entries, and an entry never changes once written: the in-process level needs no invalidation
+and is safe in front of the shared Redis level, which it spares a round trip on hot keys. A Redis error or timeout never fails a request: the request is served uncached, a
+circuit breaker stops calling Redis for a while after repeated errors, then lets one probe
+through; redis-py reconnects on the next call that goes through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import OrderedDict
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from serving.metrics import ServingMetrics
+
+log = logging.getLogger(__name__)
+
+
+def cache_key(model_name: str, model_version: str, canonical: bytes) -> str:
+    """Namespace by model name and version; the canonical request is hashed."""
+    return f"pred:v1:{model_name}:{model_version}:{hashlib.sha256(canonical).hexdigest()}"
+
+
+class PredictionCache(Protocol):
+    backend: str
+
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes) -> None: ...
+    async def check(self) -> dict[str, object]: ...
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    """LRU with a TTL, for one process (no Redis configured)."""
+
+    backend = "memory"
+
+    def __init__(self, max_items: int, ttl_s: float, metrics: ServingMetrics) -> None:
+        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._max, self._ttl, self._metrics = max_items, ttl_s, metrics
+
+    async def get(self, key: str) -> bytes | None:
+        item = self._items.get(key)
+        if item is None or item[0] < time.monotonic():
+            self._items.pop(key, None)
+            self._metrics.cache.labels("memory", "miss").inc()
+            return None
+        self._items.move_to_end(key)
+        self._metrics.cache.labels("memory", "hit").inc()
+        return item[1]
+
+    async def set(self, key: str, value: bytes) -> None:
+        self._items[key] = (time.monotonic() + self._ttl, value)
+        self._items.move_to_end(key)
+        while len(self._items) > self._max:
+            self._items.popitem(last=False)
+
+    async def check(self) -> dict[str, object]:
+        return {"backend": self.backend, "ok": True, "items": len(self._items)}
+
+    async def close(self) -> None:
+        self._items.clear()
+
+
+class CircuitBreaker:
+    """Closed -> open after `failures` consecutive errors -> half-open probe after `reset_s`."""
+
+    def __init__(self, failures: int, reset_s: float) -> None:
+        self._limit, self._reset_s = failures, reset_s
+        self._count, self._opened_at = 0, 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return self._count >= self._limit
+
+    def allow(self) -> bool:
+        """True when a call may go through (closed, or open long enough for one probe)."""
+        if not self.is_open:
+            return True
+        if time.monotonic() - self._opened_at >= self._reset_s:
+            self._opened_at = time.monotonic()  # one probe per reset period
+            return True
+        return False
+
+    def success(self) -> None:
+        self._count = 0
+
+    def failure(self) -> None:
+        self._count += 1
+        if self._count == self._limit:
+            self._opened_at = time.monotonic()
+
+
+class RedisCache:
+    """Redis with short socket timeouts, at most one retry and a circuit breaker."""
+
+    backend = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        ttl_s: int,
+        timeout_s: float,
+        breaker: CircuitBreaker,
+        metrics: ServingMetrics,
+    ) -> None:
+        self._redis = Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            # one immediate retry on a broken connection (a pooled one after a Redis restart);
+            # none on a timeout, which would only double the wait
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            max_connections=64,
+        )
+        self._ttl, self._breaker, self._metrics = ttl_s, breaker, metrics
+        self._last_error: str | None = None
+
+    async def get(self, key: str) -> bytes | None:
+        if not self._breaker.allow():
+            self._metrics.cache.labels("redis", "bypass").inc()
+            return None
+        try:
+            value: bytes | None = await self._redis.get(key)
+        except (RedisError, OSError) as err:
+            self._fail(err)
+            return None
+        self._ok()
+        self._metrics.cache.labels("redis", "hit" if value is not None else "miss").inc()
+        return value
+
+    async def set(self, key: str, value: bytes) -> None:
+        if not self._breaker.allow():
+            return
+        try:
+            await self._redis.set(key, value, ex=self._ttl)
+        except (RedisError, OSError) as err:
+            self._fail(err)
+            return
+        self._ok()
+
+    def _ok(self) -> None:
+        if self._breaker.is_open:
+            log.info("redis is back; cache enabled again")
+        self._breaker.success()
+        self._last_error = None
+        self._metrics.breaker_open.set(0)
+
+    def _fail(self, err: Exception) -> None:
+        self._metrics.cache.labels("redis", "error").inc()
+        was_open = self._breaker.is_open
+        self._breaker.failure()
+        self._last_error = f"{type(err).__name__}: {err}"
+        if self._breaker.is_open and not was_open:
+            log.warning("redis failing (%s); serving uncached", self._last_error)
+        self._metrics.breaker_open.set(1 if self._breaker.is_open else 0)
+
+    async def check(self) -> dict[str, object]:
+        """Readiness: a PING when the breaker lets a call through, so recovery shows idle."""
+        if self._breaker.allow():
+            try:
+                await self._redis.ping()
+            except (RedisError, OSError) as err:
+                self._fail(err)
+            else:
+                self._ok()
+        return {
+            "backend": self.backend,
+            "ok": not self._breaker.is_open,
+            "last_error": self._last_error,
+        }
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+class TieredCache:
+    """The in-process LRU first, then Redis; a Redis hit is kept in the LRU too."""
+
+    backend = "memory+redis"
+
+    def __init__(self, memory: MemoryCache, redis: RedisCache) -> None:
+        self._memory, self._redis = memory, redis
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._memory.get(key)
+        if value is None:
+            value = await self._redis.get(key)
+            if value is not None:
+                await self._memory.set(key, value)
+        return value
+
+    async def set(self, key: str, value: bytes) -> None:
+        await self._memory.set(key, value)
+        await self._redis.set(key, value)
+
+    async def check(self) -> dict[str, object]:
+        return await self._redis.check() | {"backend": self.backend}
+
+    async def close(self) -> None:
+        await self._memory.close()
+        await self._redis.close()

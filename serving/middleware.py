@@ -1,0 +1,95 @@
+"""Pure ASGI middleware: request ids, body size limits and per-route metrics.
+
+Pure ASGI rather than `BaseHTTPMiddleware`: it adds no task per request and never buffers
+bodies, which matters for latency and for streamed CSV uploads.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.errors import PayloadTooLargeError
+from serving.metrics import ServingMetrics
+
+_SAFE_ID = re.compile(r"^[\w.-]{1,64}$")
+
+
+class ServingMiddleware:
+    """Sets `request.state.request_id`, enforces size limits (413) and records metrics."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: ServingMetrics,
+        max_body_bytes: int,
+        max_csv_bytes: int,
+    ) -> None:
+        self.app, self.metrics = app, metrics
+        self.max_body, self.max_csv = max_body_bytes, max_csv_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        is_upload = scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/batch"
+        limit = self.max_csv if is_upload else self.max_body
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise PayloadTooLargeError(f"request body over the limit of {limit} bytes")
+            return message
+
+        try:
+            declared = int(headers.get(b"content-length", b"0") or 0)
+        except ValueError:
+            declared = 0
+        try:
+            if declared > limit:
+                await _too_large(send_wrapper, limit, request_id)
+            else:
+                await self.app(scope, limited_receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", "unmatched")
+            variant = state.get("variant", "none")
+            self.metrics.requests.labels(label, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(label, variant).observe(time.perf_counter() - start)
+
+
+async def _too_large(send: Send, limit: int, request_id: str) -> None:
+    body = (
+        '{"error":"PayloadTooLargeError","detail":"request body over the limit of '
+        f'{limit} bytes","request_id":"{request_id}"}}'
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,193 @@
+"""One real-time prediction: route, look up the cache, predict, log, shadow-score.
+
+The route handler calls `predict_request` and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from serving.cache import cache_key
+from serving.errors import NotReadyError
+from serving.inference import CanonicalRequest, canonicalize, check_limits
+from serving.predictions_log import Row
+from serving.registry import ServedModel
+from serving.routing import hash_routing_key
+from serving.schemas import PredictRequest
+from serving.state import ServingState
+
+Predictions = list[dict[str, Any]]
+
+
+@dataclass
+class Scored:
+    """Predictions as JSON (what is sent and cached) and, parsed on demand, as dicts."""
+
+    json: bytes
+    hit: bool
+    parsed: Predictions | None = None
+
+    @property
+    def preds(self) -> Predictions:
+        if self.parsed is None:
+            self.parsed = json.loads(self.json)
+        return self.parsed
+
+
+@dataclass(frozen=True)
+class PredictOutcome:
+    body: bytes  # the JSON response, ready to send
+    variant: str
+    cached: bool
+
+
+def routing_key(req: PredictRequest, client_id: str | None) -> str:
+    """X-Client-Id header, else the body's routing_key, else the scene, else the first agent."""
+    if client_id:
+        return f"client:{client_id}"
+    if req.routing_key:
+        return f"key:{req.routing_key}"
+    if req.scene:
+        return f"scene:{req.scene}"
+    return f"agent:{req.agents[0].agent_id}"
+
+
+def choose_model(
+    state: ServingState, forced: str | None, key: str
+) -> tuple[str, str, ServedModel]:
+    """-> (variant, assignment, model); an unloaded variant falls back to the default one."""
+    if forced is not None:
+        variant, assignment = forced, "forced"
+    else:
+        variant, assignment = state.router.assign(key), "hash"
+    model = state.variants.get(variant)
+    if model is None:
+        if forced is not None:
+            raise NotReadyError(f"variant {variant!r} has no model loaded")
+        variant, assignment = state.variants.default, "fallback"
+        model = state.variants.get(variant)
+    if model is None:
+        raise NotReadyError("no model loaded yet; see /ready")
+    return variant, assignment, model
+
+
+async def predict_request(
+    state: ServingState, req: PredictRequest, client_id: str | None, request_id: str
+) -> PredictOutcome:
+    """Serve one request; logging and shadow scoring happen off the response path."""
+    start = time.perf_counter()
+    settings = state.settings
+    check_limits(req, settings)
+    key = routing_key(req, client_id)
+    variant, assignment, model = choose_model(state, req.variant, key)
+    canon = canonicalize(req, settings.cache_decimals)
+    scored = await _score(state, model, canon)
+    head = {
+        "request_id": request_id,
+        "variant": variant,
+        "model": {"name": model.name, "version": model.version},
+        "cached": scored.hit,
+        "k": req.k,
+    }
+    body = json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"predictions":'
+    body += scored.json + b"}"
+    latency_ms = (time.perf_counter() - start) * 1000
+    common = {
+        "request_id": request_id,
+        "routing_key_hash": hash_routing_key(key),
+        "scene": req.scene,
+        "frame_step": req.frame_step,
+    }
+    state.log.record(_rows(common, variant, assignment, model, canon, scored, latency_ms))
+    state.metrics.predictions.labels(variant, "false").inc(len(canon.agent_ids))
+    for shadow in settings.shadow_variants:
+        shadow_model = state.variants.get(shadow)
+        if shadow != variant and shadow_model is not None:
+            state.spawn(_shadow(state, shadow, shadow_model, canon, common))
+    return PredictOutcome(body=body, variant=variant, cached=scored.hit)
+
+
+async def _score(state: ServingState, model: ServedModel, canon: CanonicalRequest) -> Scored:
+    """From the cache or the model. Cache values are `<model version>\\n<predictions JSON>`."""
+    key = cache_key(model.name, model.version, canon.key_bytes())
+    cached = await state.cache.get(key)
+    if cached is not None:
+        version, _, preds_json = cached.partition(b"\n")
+        if version.decode() == model.version:  # belt and braces: the key has it already
+            return Scored(preds_json, hit=True)
+    traj, weights = await state.batcher.predict(model, canon)
+    preds = format_predictions(canon.agent_ids, traj, weights, state.settings.output_decimals)
+    preds_json = json.dumps(preds, separators=(",", ":")).encode()
+    state.spawn(state.cache.set(key, model.version.encode() + b"\n" + preds_json))
+    return Scored(preds_json, hit=False, parsed=preds)
+
+
+def format_predictions(
+    agent_ids: np.ndarray, traj: np.ndarray, weights: np.ndarray, decimals: int
+) -> Predictions:
+    """traj (A, K, T, 2), weights (A, K) -> JSON-ready dicts, one per agent."""
+    traj_l = traj.astype(np.float64).round(decimals).tolist()
+    weights_l = weights.astype(np.float64).round(6).tolist()
+    k = traj.shape[1]
+    return [
+        {
+            "agent_id": int(a),
+            "points": t[0],
+            "samples": t if k > 1 else None,
+            "weights": w if k > 1 else None,
+        }
+        for a, t, w in zip(agent_ids, traj_l, weights_l, strict=True)
+    ]
+
+
+async def _shadow(
+    state: ServingState,
+    variant: str,
+    model: ServedModel,
+    canon: CanonicalRequest,
+    common: dict[str, Any],
+) -> None:
+    """Score with a shadow variant and log it; the client never sees this."""
+    start = time.perf_counter()
+    scored = await _score(state, model, canon)
+    latency_ms = (time.perf_counter() - start) * 1000
+    state.log.record(_rows(common, variant, "shadow", model, canon, scored, latency_ms))
+    state.metrics.predictions.labels(variant, "true").inc(len(canon.agent_ids))
+
+
+def _rows(
+    common: dict[str, Any],
+    variant: str,
+    assignment: str,
+    model: ServedModel,
+    canon: CanonicalRequest,
+    scored: Scored,
+    latency_ms: float,
+) -> list[Row]:
+    now = datetime.now(UTC)
+    return [
+        {
+            **common,
+            "created_at": now,
+            "variant": variant,
+            "assignment": assignment,
+            "shadow": assignment == "shadow",
+            "model_name": model.name,
+            "model_version": model.version,
+            "agent_id": int(canon.agent_ids[i]),
+            "last_frame": int(canon.last_frames[i]) if canon.frames_given[i] else None,
+            "k": canon.k,
+            "observed": canon.points[i].tolist(),
+            "predicted": p["samples"] if p["samples"] is not None else [p["points"]],
+            "weights": p["weights"] if p["weights"] is not None else [1.0],
+            "latency_ms": latency_ms,
+            "cache_hit": scored.hit,
+        }
+        for i, p in enumerate(scored.preds)
+    ]

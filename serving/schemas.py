@@ -1,0 +1,114 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+Point = tuple[FiniteFloat, FiniteFloat]
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
+class AgentTrack(BaseModel):
+    """One agent's observed positions, oldest first, one per frame step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: Int64
+    points: list[Point] = Field(min_length=2, description="[[x, y], ...] in metres")
+    last_frame: Int64 | None = Field(
+        None, description="frame of the last point (default: the request's `frame`)"
+    )
+
+
+class PredictRequest(BaseModel):
+    """Agents observed together: each is the others' neighbour at matching frames."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agents: list[AgentTrack] = Field(min_length=1)
+    scene: str | None = Field(None, max_length=200)
+    frame: Int64 | None = Field(None, description="frame of every agent's last point")
+    frame_step: int = Field(1, ge=1, le=1_000_000, description="frame numbers per point")
+    k: int = Field(1, ge=1, description="samples per agent")
+    routing_key: str | None = Field(None, max_length=200)
+    variant: str | None = Field(None, max_length=64, description="force a variant (tests, QA)")
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class AgentPrediction(BaseModel):
+    agent_id: int
+    points: list[list[float]] = Field(description="(T_pred, 2): the most likely future")
+    samples: list[list[list[float]]] | None = Field(None, description="(K, T_pred, 2) if K > 1")
+    weights: list[float] | None = Field(None, description="(K,) if K > 1, best first")
+
+
+class PredictResponse(BaseModel):
+    request_id: str
+    variant: str
+    model: ModelRef
+    cached: bool
+    k: int
+    predictions: list[AgentPrediction]
+
+
+class VariantInfo(BaseModel):
+    variant: str
+    uri: str
+    weight: float
+    shadow: bool
+    loaded: bool
+    model: dict[str, object] | None
+    error: str | None
+
+
+class ModelsResponse(BaseModel):
+    default_variant: str
+    variants: list[VariantInfo]
+
+
+class WeightsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, FiniteFloat] = Field(description="variant -> share, summing to 1")
+
+
+class ReloadResponse(BaseModel):
+    outcome: dict[str, str]
+
+
+class LineError(BaseModel):
+    line: int
+    reason: str
+
+
+class BatchProgress(BaseModel):
+    bytes_read: int = 0
+    bytes_total: int = 0
+    rows: int = 0
+    rows_rejected: int = 0
+    windows: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return self.bytes_read / self.bytes_total if self.bytes_total else 0.0
+
+
+class BatchJobStatus(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "done", "failed"]
+    created_at: float
+    finished_at: float | None = None
+    fraction: float = 0.0
+    progress: BatchProgress
+    model: ModelRef | None = None
+    errors: list[LineError] = []
+    errors_truncated: bool = False
+    detail: str | None = None
+    result_url: str | None = None

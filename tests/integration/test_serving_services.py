@@ -1,0 +1,179 @@
+"""The serving app against a real Redis and a real PostgreSQL: cache faults and the SQL log."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from services import (
+    API_KEY,
+    HEADERS,
+    PostgresCluster,
+    RedisServer,
+    TestClient,
+    free_port,
+    running_postgres,
+    running_redis,
+    serving_settings,
+    walk,
+)
+from sqlalchemy import create_engine, select, text
+
+from serving.config import hash_api_key
+from serving.db import predictions
+from serving.main import create_app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    with running_redis() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresCluster]:
+    with running_postgres() as cluster:
+        yield cluster
+
+
+def test_redis_is_shared_by_replicas_and_its_outage_is_survived(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    def replica(name: str) -> TestClient:
+        return TestClient(create_app(serving_settings(tmp_path / name, redis_url=redis_server.url)))
+
+    def cached(client: TestClient, body: dict[str, object]) -> bool:
+        r = client.post("/v1/predict", json=body, headers=HEADERS)
+        assert r.status_code == 200, r.text  # never a 5xx, whatever Redis does
+        client.portal.call(client.app.state.serving.drain)  # type: ignore[attr-defined]
+        return bool(r.json()["cached"])  # ^ the cache write runs after the response
+
+    with replica("a") as a, replica("b") as b:
+        body = {"agents": [walk(1)]}
+        assert not cached(a, body) and cached(b, body)  # b hits what a computed: via Redis
+        assert a.get("/ready").json()["cache"] == {
+            "backend": "memory+redis", "ok": True, "last_error": None}
+
+        redis_server.stop()
+        assert not any(cached(a, {"agents": [walk(i)]}) for i in range(2, 30))
+        assert cached(a, body)  # a's own in-process level still answers
+        ready = a.get("/ready").json()
+        assert ready["status"] == "degraded" and ready["degraded"] == ["cache"]
+
+        redis_server.start()  # same port: the client reconnects by itself
+        time.sleep(0.3)  # past the breaker's open period
+        assert a.get("/ready").json()["status"] == "ready"
+        fresh = {"agents": [walk(99)]}
+        assert not cached(a, fresh) and cached(b, fresh)  # b's stale connection: one retry
+
+
+def test_prediction_log_in_postgres_survives_a_database_outage(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    settings = serving_settings(tmp_path, database_url=postgres.url)
+    with TestClient(create_app(settings)) as client:
+        for i in range(3):
+            body = {"scene": "hotel", "frame": 10 * i, "agents": [walk(1), walk(2, y=1.0)]}
+            assert client.post("/v1/predict", json=body, headers=HEADERS).status_code == 200
+        postgres.stop()
+        for i in range(3, 6):  # the database is down: requests still succeed
+            body = {"scene": "hotel", "frame": 10 * i, "agents": [walk(1), walk(2, y=1.0)]}
+            assert client.post("/v1/predict", json=body, headers=HEADERS).status_code == 200
+        deadline = time.monotonic() + 10
+        while client.get("/ready").json()["database"]["ok"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "database" in client.get("/ready").json()["degraded"]
+        postgres.start()
+    engine = create_engine(postgres.url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(predictions.c.last_frame).where(
+                predictions.c.scene == "hotel", predictions.c.agent_id == 2
+            ).order_by(predictions.c.last_frame)
+        ).scalars().all()
+        version = conn.execute(text("select max(version) from serving_schema_version")).scalar()
+    engine.dispose()
+    assert rows == [0, 10, 20, 30, 40, 50] and version == 1
+
+
+def test_sigterm_under_load_flushes_every_logged_prediction(
+    tmp_path: Path, postgres: PostgresCluster, redis_server: RedisServer
+) -> None:
+    port = free_port()
+    env = os.environ | {
+        "SERVING_VARIANTS": '{"champion": "builtin:cv"}',
+        "SERVING_API_KEYS": json.dumps({hash_api_key(API_KEY): "predict"}),
+        "SERVING_DATABASE_URL": postgres.url,
+        "SERVING_REDIS_URL": redis_server.url,
+        "SERVING_WORK_DIR": str(tmp_path),
+        "SERVING_LOG_FLUSH_S": "30",  # rows wait in memory: only the shutdown flush writes them
+        "SERVING_LOG_BATCH_SIZE": "100000",
+    }
+    log = (tmp_path / "uvicorn.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "serving.main:app", "--host", "127.0.0.1",
+         "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.2)
+        ok, statuses = asyncio.run(_load_then_sigterm(url, proc))
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert len(ok) > 20 and not [s for s in statuses if s >= 500]
+    engine = create_engine(postgres.url)
+    with engine.connect() as conn:
+        logged = set(conn.execute(
+            select(predictions.c.request_id).where(predictions.c.scene.like("sigterm-%"))
+        ).scalars())
+    engine.dispose()
+    assert logged == ok  # every answered prediction is in the log, nothing else
+
+
+async def _load_then_sigterm(url: str, proc: subprocess.Popen[bytes]) -> tuple[set[str], list[int]]:
+    ok: set[str] = set()
+    statuses: list[int] = []
+    stop_at = time.monotonic() + 3.0
+
+    async def worker(w: int, client: httpx.AsyncClient) -> None:
+        i = 0
+        while time.monotonic() < stop_at:
+            i += 1
+            body = {"scene": f"sigterm-{w}-{i}", "agents": [walk(1), walk(2, y=1.0)]}
+            try:
+                r = await client.post(f"{url}/v1/predict", json=body, headers=HEADERS)
+            except httpx.HTTPError:
+                await asyncio.sleep(0.01)  # refused once the server stops listening
+                continue
+            statuses.append(r.status_code)
+            if r.status_code == 200:
+                ok.add(r.json()["request_id"])
+
+    async def terminate() -> None:
+        await asyncio.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        await asyncio.gather(terminate(), *(worker(w, client) for w in range(8)))
+    return ok, statuses

@@ -1,0 +1,66 @@
+"""The in-process LRU, the circuit breaker, and Redis failing fast when it is not there."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+
+from serving.cache import CircuitBreaker, MemoryCache, RedisCache, cache_key
+from serving.metrics import ServingMetrics
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def test_keys_carry_model_name_and_version() -> None:
+    assert cache_key("m", "1", b"x") != cache_key("m", "2", b"x") != cache_key("n", "1", b"x")
+    assert cache_key("m", "1", b"x").startswith("pred:v1:m:1:")
+
+
+async def test_memory_cache_is_an_lru_with_ttl() -> None:
+    cache = MemoryCache(max_items=2, ttl_s=0.05, metrics=ServingMetrics())
+    await cache.set("a", b"1")
+    await cache.set("b", b"2")
+    assert await cache.get("a") == b"1"  # a is now the most recent
+    await cache.set("c", b"3")
+    assert await cache.get("b") is None and await cache.get("a") == b"1"
+    await asyncio.sleep(0.06)
+    assert await cache.get("a") is None
+
+
+def test_breaker_opens_then_lets_one_probe_through() -> None:
+    breaker = CircuitBreaker(failures=2, reset_s=0.05)
+    breaker.failure()
+    assert breaker.allow() and not breaker.is_open
+    breaker.failure()
+    assert breaker.is_open and not breaker.allow()
+    time.sleep(0.06)
+    assert breaker.allow() and not breaker.allow()  # one probe per reset period
+    breaker.success()
+    assert not breaker.is_open and breaker.allow()
+
+
+async def test_redis_down_is_a_fast_miss_and_opens_the_breaker() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    metrics = ServingMetrics()
+    cache = RedisCache(f"redis://127.0.0.1:{port}/0", 60, 0.05, CircuitBreaker(2, 60), metrics)
+    start = time.perf_counter()
+    for _ in range(5):
+        assert await cache.get("k") is None
+        await cache.set("k", b"v")
+    assert time.perf_counter() - start < 1.0
+    state = await cache.check()
+    assert state["ok"] is False and "Connection" in str(state["last_error"])
+    text = metrics.render().decode()
+    assert 'serving_cache_lookups_total{level="redis",result="error"} 2.0' in text
+    assert 'serving_cache_lookups_total{level="redis",result="bypass"} 4.0' in text
+    await cache.close()
