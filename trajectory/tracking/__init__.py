@@ -3,10 +3,12 @@
 `configure` connects (MLFLOW_TRACKING_URI, else embedded SQLite under work_dir);
 `log_training` logs a run; `register` adds a registry version under alias `challenger`;
 `promote` moves `champion` when the challenger wins on the same validation windows;
-`load_model` / `resolve_alias` give the service the torch model behind an alias.
+`load_model` / `resolve_alias` give the service the torch model behind an alias;
+`log_evaluation`, `reference_ade` and `set_alias` serve the scheduled evaluation.
 """
 
 from trajectory.tracking.client import configure
+from trajectory.tracking.evaluation import log_evaluation, reference_ade, set_alias
 from trajectory.tracking.promotion import PromotionDecision, decide_promotion, promote
 from trajectory.tracking.pyfunc import TrajectoryPyfunc, serving_payload
 from trajectory.tracking.registry import (
@@ -29,10 +31,13 @@ __all__ = [
     "configure",
     "decide_promotion",
     "load_model",
+    "log_evaluation",
     "log_training",
     "parse_model_uri",
     "promote",
+    "reference_ade",
     "register",
     "resolve_alias",
     "serving_payload",
+    "set_alias",
 ]

@@ -1,0 +1,1 @@
+"""Helpers shared by the DAG files: assets, default args, context readers (no DAGs here)."""

@@ -1,0 +1,84 @@
+"""
+### trajectory_train: train, log to MLflow, register the challenger, run the promotion gate
+
+Scheduled on either asset: a new data version from `trajectory_etl` (`trajectory://windows`)
+or a retraining request from `trajectory_evaluate` (`trajectory://retrain-request`). It can also
+be triggered from the UI ("Trigger DAG w/ config") or the REST API with validated params:
+
+| param | values |
+|---|---|
+| `model` | `cv` (Constant Velocity) or `mixture` |
+| `epochs` | 1 to 500 |
+| `device` | `auto` (CUDA when the worker has a GPU), `cpu`, `cuda` |
+| `windows_dir` | an ETL output folder; empty: the triggering event's, else `<work_dir>/windows` |
+| `promote` | run the promotion gate after registering |
+
+Calls `trajectory.pipeline.train_and_register`; the MLflow run is linked from the task
+("MLflow run" button, see plugins/README.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param, dag, get_current_context, task
+from trajectory_common.assets import RETRAIN, WINDOWS
+from trajectory_common.defaults import DEFAULT_ARGS, MLFLOW_RUN_XCOM, START, latest_event_extra
+
+
+@dag(
+    dag_id="trajectory_train",
+    schedule=(WINDOWS | RETRAIN),
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["trajectory", "training", "mlflow"],
+    doc_md=__doc__,
+    params={
+        "model": Param("mixture", enum=["cv", "mixture"], description="model to train"),
+        "epochs": Param(40, type="integer", minimum=1, maximum=500, description="max epochs"),
+        "device": Param("auto", enum=["auto", "cpu", "cuda"], description="training device"),
+        "windows_dir": Param("", type="string", description="ETL output; empty: see the docs"),
+        "promote": Param(True, type="boolean", description="run the promotion gate"),
+    },
+)
+def trajectory_train() -> None:
+    @task
+    def train() -> dict[str, Any]:
+        """Train on the resolved windows, register as challenger, maybe promote; -> summary."""
+        from pathlib import Path
+
+        from trajectory.config import get_settings
+        from trajectory.pipeline import train_and_register
+
+        context = get_current_context()
+        params = context["params"]
+        trigger = latest_event_extra(context)
+        settings = get_settings().model_copy(update={"device": params["device"]})
+        windows_dir = Path(params["windows_dir"] or trigger.get("windows_dir")
+                           or settings.work_dir / "windows")
+        result = train_and_register(settings, windows_dir, model=params["model"],
+                                    epochs=params["epochs"], promote=params["promote"])
+        context["ti"].xcom_push(key=MLFLOW_RUN_XCOM, value={
+            "run_id": result.run_id, "tracking_uri": settings.tracking_uri(),
+            "experiment_name": settings.experiment_name,
+        })
+        decision = result.decision
+        return {
+            "run_id": result.run_id,
+            "model_name": settings.model_name,
+            "version": result.version,
+            "data_version": result.data_version,
+            "windows_dir": str(windows_dir),
+            "trigger": trigger,
+            "val": result.metrics["val"],
+            "test": result.metrics["test"],
+            "promoted": bool(decision.promoted) if decision is not None else None,
+            "promotion": decision.reason if decision is not None else "gate not run",
+        }
+
+    train()
+
+
+trajectory_train()
