@@ -37,7 +37,7 @@ from serving.schemas import BatchProgress, LineError
 from serving.windowing import StreamingWindows
 from trajectory.data.io import read_tracks
 from trajectory.data.windows import Windows
-from trajectory.exceptions import TrajectoryError
+from trajectory.exceptions import InputFileError, TrajectoryError
 from trajectory.models import predict
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,8 @@ def score_csv(
     start = time.perf_counter()
     k = k or settings.batch_k
     input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_file():
+        raise InputFileError(f"{input_path}: no such file to score")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     errors_path = output_path.with_name(output_path.stem + ".errors.csv")
     partial = output_path.with_name(output_path.name + ".part")

@@ -189,5 +189,16 @@ def bench_eth_ucy(
     typer.echo(format_table(result))
 
 
+def _attach_serving() -> None:
+    """`serve` and `score` live with the service; their heavy imports stay inside them."""
+    from serving.cli import score, serve
+
+    app.command()(_friendly(serve))
+    app.command()(_friendly(score))
+
+
+_attach_serving()
+
+
 def main() -> None:
     app()
