@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from serving.config import ServingSettings
 from serving.metrics import ServingMetrics
 
 log = logging.getLogger(__name__)
@@ -210,3 +211,16 @@ class TieredCache:
     async def close(self) -> None:
         await self._memory.close()
         await self._redis.close()
+
+
+def make_cache(settings: ServingSettings, metrics: ServingMetrics) -> PredictionCache:
+    """The cache the settings ask for: memory only without a Redis URL, else memory over Redis."""
+    memory = MemoryCache(settings.cache_memory_items, settings.cache_ttl_s, metrics)
+    if not settings.redis_url:
+        log.warning("SERVING_REDIS_URL is not set: using an in-process cache only (not shared)")
+        return memory
+    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
+    redis = RedisCache(
+        settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_s, breaker, metrics
+    )
+    return TieredCache(memory, redis)

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 
 import trajectory
 from serving.batcher import MicroBatcher
-from serving.cache import CircuitBreaker, MemoryCache, PredictionCache, RedisCache, TieredCache
+from serving.cache import make_cache
 from serving.config import ServingSettings, load_serving_settings
 from serving.db import open_database
 from serving.errors import install_error_handlers
@@ -70,18 +70,6 @@ def create_app(
     return app
 
 
-def _make_cache(settings: ServingSettings, metrics: ServingMetrics) -> PredictionCache:
-    memory = MemoryCache(settings.cache_memory_items, settings.cache_ttl_s, metrics)
-    if not settings.redis_url:
-        log.warning("SERVING_REDIS_URL is not set: using an in-process cache only (not shared)")
-        return memory
-    breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_s)
-    redis = RedisCache(
-        settings.redis_url, settings.cache_ttl_s, settings.redis_timeout_s, breaker, metrics
-    )
-    return TieredCache(memory, redis)
-
-
 async def open_state(
     settings: ServingSettings, metrics: ServingMetrics, source: ModelSource | None
 ) -> ServingState:
@@ -112,7 +100,7 @@ async def open_state(
         variants=variants,
         reloader=reloader,
         router=Router.from_weights(settings.ab_salt, list(settings.variants), settings.ab_weights),
-        cache=_make_cache(settings, metrics),
+        cache=make_cache(settings, metrics),
         engine=engine,
         log=prediction_log,
         batcher=MicroBatcher(settings.max_batch_windows, metrics),

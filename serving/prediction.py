@@ -87,7 +87,7 @@ async def predict_request(
     key = routing_key(req, client_id)
     variant, assignment, model = choose_model(state, req.variant, key)
     canon = canonicalize(req, settings.cache_decimals)
-    scored = await _score(state, model, canon)
+    scored = await score_request(state, model, canon)
     head = {
         "request_id": request_id,
         "variant": variant,
@@ -113,7 +113,7 @@ async def predict_request(
     return PredictOutcome(body=body, variant=variant, cached=scored.hit)
 
 
-async def _score(state: ServingState, model: ServedModel, canon: CanonicalRequest) -> Scored:
+async def score_request(state: ServingState, model: ServedModel, canon: CanonicalRequest) -> Scored:
     """From the cache or the model. Cache values are `<model version>\\n<predictions JSON>`."""
     key = cache_key(model.name, model.version, canon.key_bytes())
     cached = await state.cache.get(key)
@@ -155,7 +155,7 @@ async def _shadow(
 ) -> None:
     """Score with a shadow variant and log it; the client never sees this."""
     start = time.perf_counter()
-    scored = await _score(state, model, canon)
+    scored = await score_request(state, model, canon)
     latency_ms = (time.perf_counter() - start) * 1000
     state.log.record(_rows(common, variant, "shadow", model, canon, scored, latency_ms))
     state.metrics.predictions.labels(variant, "true").inc(len(canon.agent_ids))

@@ -67,7 +67,7 @@ def _main(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _settings(work_dir: Path | None = None, **overrides: Any):  # noqa: ANN202
+def _settings(work_dir: Path | None = None, **overrides: Any):
     from trajectory.config import Settings
 
     values = {k: v for k, v in overrides.items() if v is not None}
@@ -187,6 +187,72 @@ def bench_eth_ucy(
 
     result = run_eth_ucy(data, model, output, epochs=epochs, seed=seed, device=device)
     typer.echo(format_table(result))
+
+
+@app.command("model-card")
+@_friendly
+def model_card(
+    model: Annotated[str, typer.Option("--model", help="Registered model name.")],
+    version: Annotated[str, typer.Option("--version", help="Version number, or an alias.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Default: model_cards/<name>-v<version>.md.")
+    ] = None,
+    work_dir: WorkDir = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Raw folder it was trained on (not in the run).")
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="How it was produced, printed as given.")] = None,
+    benchmark: Annotated[
+        Path | None, typer.Option(help="Per-scene numbers (default benchmarks/eth_ucy.json).")
+    ] = None,
+) -> None:
+    """Write a Markdown model card for a registered version from its MLflow run."""
+    from trajectory.model_card import DEFAULT_BENCHMARK, write_card
+
+    path = write_card(_settings(work_dir), model, version, output,
+                      benchmark_path=benchmark or DEFAULT_BENCHMARK, data_dir=data, note=note)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+@_friendly
+def rollback(
+    to_version: Annotated[
+        int | None, typer.Option(help="Version to serve; default: the one the champion replaced.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Registered model name (default TRAJ_MODEL_NAME).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Recorded on the version.")] = "manual rollback",
+    work_dir: WorkDir = None,
+) -> None:
+    """Point alias `champion` back at an earlier version (no gate); the service follows."""
+    from trajectory.tracking.registry import rollback_champion
+
+    before, after = rollback_champion(_settings(work_dir, model_name=model), to_version, reason)
+    typer.echo(f"champion: v{before} -> v{after}")
+
+
+@app.command("api-key")
+@_friendly
+def api_key(
+    hash_stdin: Annotated[
+        bool, typer.Option("--hash-stdin", help="Hash a key read from stdin instead.")
+    ] = False,
+) -> None:
+    """Make a new serving API key and its SHA-256 (the form SERVING_API_KEYS holds)."""
+    import secrets
+
+    from serving.config import hash_api_key
+
+    key = sys.stdin.readline().strip() if hash_stdin else secrets.token_urlsafe(32)
+    if not key:
+        from trajectory.exceptions import ConfigError
+
+        raise ConfigError("no key on stdin")
+    if not hash_stdin:
+        typer.echo(f"key   {key}")
+    typer.echo(f"hash  {hash_api_key(key)}")
 
 
 def _attach_serving() -> None:

@@ -127,7 +127,7 @@ def promote_on(settings: Settings, windows_dir: Path, min_improvement: float | N
     return tracking.promote(settings, val, min_improvement=min_improvement)
 
 
-def _cv(spec: WindowSpec):  # noqa: ANN202
+def _cv(spec: WindowSpec):
     from trajectory.models import build_model
 
     return build_model("cv", obs_len=spec.obs_len, pred_len=spec.pred_len)

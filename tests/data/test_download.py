@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import shutil
 import threading
-from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 

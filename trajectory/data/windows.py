@@ -26,7 +26,7 @@ class WindowSpec:
     max_neighbours: int = 8
 
     @classmethod
-    def from_settings(cls, settings) -> WindowSpec:  # noqa: ANN001 - avoids an import cycle
+    def from_settings(cls, settings) -> WindowSpec:
         return cls(
             obs_len=settings.obs_len,
             pred_len=settings.pred_len,

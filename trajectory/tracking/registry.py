@@ -1,4 +1,4 @@
-"""The model registry: register a run's model, resolve aliases, load a model by URI.
+"""The model registry: register a run's model, resolve aliases, load a model by URI, roll back.
 
 `load_model` downloads the run's training checkpoint, not the pyfunc, so the service gets the
 torch model itself; `resolve_alias` is one request, cheap enough to poll for hot reloads.
@@ -10,6 +10,7 @@ import logging
 import re
 import tempfile
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,37 @@ def spec_from_meta(meta: dict[str, Any], model: TrajectoryModel) -> WindowSpec:
     known = {f.name for f in fields(WindowSpec)}
     saved = {k: v for k, v in dict(meta.get("window_spec") or {}).items() if k in known}
     return WindowSpec(**({"obs_len": model.obs_len, "pred_len": model.pred_len} | saved))
+
+
+def rollback_champion(
+    settings: Settings, to_version: int | None = None, reason: str = "manual rollback"
+) -> tuple[int, int]:
+    """Point `champion` at `to_version`, by default the version the current champion
+    superseded (tag `promotion.superseded_by`), with no promotion gate; -> (before, after).
+
+    The move is recorded as `rollback.*` tags on the version that becomes champion."""
+    client = connect(settings)
+    name = settings.model_name
+    current = resolve_alias(settings, CHAMPION)
+    if current is None:
+        raise TrackingError(f"model {name!r} has no {CHAMPION!r} alias to roll back")
+    with tracking_errors(f"rolling back {name!r}"):
+        versions = {int(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
+        if to_version is None:
+            replaced = [n for n, v in versions.items()
+                        if v.tags.get("promotion.superseded_by") == str(current)]
+            if not replaced:
+                raise TrackingError(f"no version of {name!r} is tagged as replaced by v{current} "
+                                    "(promotion.superseded_by); pass --to-version")
+            to_version = max(replaced)
+        if to_version not in versions:
+            raise ModelError(f"model {name!r} has no version {to_version} "
+                             f"(versions: {', '.join(map(str, sorted(versions)))})")
+        if to_version == current:
+            raise ModelError(f"v{to_version} is already {name!r} @{CHAMPION}")
+        client.set_registered_model_alias(name, CHAMPION, str(to_version))
+        for key, value in {"rollback.from_version": str(current), "rollback.reason": reason,
+                           "rollback.at": datetime.now(UTC).isoformat(timespec="seconds")}.items():
+            client.set_model_version_tag(name, str(to_version), key, value[:5000])
+    log.info("%r @%s: v%d -> v%d (%s)", name, CHAMPION, current, to_version, reason)
+    return current, to_version
