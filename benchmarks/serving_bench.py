@@ -423,10 +423,13 @@ def main() -> None:
     p.add_argument("--markdown", type=Path, default=REPO / "benchmarks" / "serving.md")
     p.add_argument("--work-dir", type=Path, default=None, help="default: a temp dir, removed")
     p.add_argument("--from-json", action="store_true",
-                   help="only rewrite --markdown from an existing --json")
+                   help="re-judge the targets of an existing --json and rewrite --markdown")
     args = p.parse_args()
     if args.from_json:
-        args.markdown.write_text(markdown(json.loads(args.json.read_text())))
+        result = json.loads(args.json.read_text())
+        result["targets"] = targets(result)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.markdown.write_text(markdown(result))
         return
 
     sys.path.insert(0, str(REPO))
@@ -571,7 +574,10 @@ def targets(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "value": f"{b['agent_windows_per_s']}/s, {b['peak_rss_mb']} MB with {b['model']}; "
                      f"{b['learned_model']['agent_windows_per_s']}/s, "
                      f"{b['learned_model']['peak_rss_mb']} MB with the learned model",
-            "met": b["agent_windows_per_s"] >= 50_000 and b["peak_rss_mb"] <= 1024}
+            # the issue sets the target for the learned model; CV shows the pipeline's ceiling
+            "met": all(r["agent_windows_per_s"] >= 50_000 and r["peak_rss_mb"] <= 1024
+                       for r in (b, b.get("learned_model") or {"agent_windows_per_s": 0,
+                                                              "peak_rss_mb": 0}))}
     return met
 
 
