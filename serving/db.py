@@ -112,8 +112,14 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur.close()
 
 
+# any constant: replicas starting together on one PostgreSQL database take turns migrating
+_MIGRATION_LOCK = 0x7472616A  # "traj"
+
+
 def _migrate(engine: Engine) -> None:
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         schema_version.create(conn, checkfirst=True)
         current = conn.execute(select(func.max(schema_version.c.version))).scalar()
         if current is None:

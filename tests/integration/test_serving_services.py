@@ -177,3 +177,24 @@ async def _load_then_sigterm(url: str, proc: subprocess.Popen[bytes]) -> tuple[s
     async with httpx.AsyncClient(timeout=10) as client:
         await asyncio.gather(terminate(), *(worker(w, client) for w in range(8)))
     return ok, statuses
+
+
+def test_replicas_starting_together_migrate_an_empty_database_once(
+    postgres: PostgresCluster,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving.db import SCHEMA_VERSION, open_database
+
+    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS race"))
+        conn.execute(text("CREATE DATABASE race"))
+    url = postgres.url.rsplit("/", 1)[0] + "/race"
+    with ThreadPoolExecutor(4) as pool:  # four replicas, one empty database
+        engines = list(pool.map(lambda _: open_database(url), range(4)))
+    with engines[0].connect() as conn:
+        versions = conn.execute(text("SELECT version FROM serving_schema_version")).scalars().all()
+    assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
+    for engine in engines + [admin]:
+        engine.dispose()
