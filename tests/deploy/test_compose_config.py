@@ -1,0 +1,255 @@
+"""The deployment contract, read from the files (no Podman needed).
+
+podman-compose.yml: the service names runbooks use, a healthcheck on every long-running
+service, `depends_on` with conditions that can be met, secrets that fail fast (`${VAR:?`),
+every required variable in .env.example, bind-mounted files that exist. Containerfile: the
+`ARG BASE_IMAGE`, the targets compose runs, a non-root serving image whose CMD is exec form.
+Each check returns its problems, and is also run on a broken example so it can fail.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = REPO / "podman-compose.yml"
+CONTAINERFILE = REPO / "Containerfile"
+INFRA_CONTAINERFILE = REPO / "deploy" / "Containerfile.infra"
+ENV_EXAMPLE = REPO / ".env.example"
+NGINX_CONF = REPO / "deploy" / "nginx.conf"
+
+SERVICES = {
+    "postgres", "redis", "mlflow", "airflow-init", "airflow-apiserver", "airflow-scheduler",
+    "airflow-dag-processor", "airflow-triggerer", "dask-scheduler", "dask-worker",
+    "serving-1", "serving-2", "lb",
+}
+ONE_SHOT = {"airflow-init"}
+CONDITIONS = {"service_healthy", "service_completed_successfully", "service_started"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|KEY", re.IGNORECASE)
+VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<rest>[^}]*)\}")
+
+
+def load_compose(text: str) -> dict[str, Any]:
+    return yaml.safe_load(text)
+
+
+def healthcheck_problems(compose: dict[str, Any]) -> list[str]:
+    """Long-running services without a healthcheck (one-shot ones are exempt)."""
+    problems = []
+    for name, svc in compose["services"].items():
+        if svc.get("restart") == "no" or name in ONE_SHOT:
+            continue
+        test = (svc.get("healthcheck") or {}).get("test")
+        if not test or svc["healthcheck"].get("disable"):
+            problems.append(f"{name}: no healthcheck")
+    return problems
+
+
+def depends_on_problems(compose: dict[str, Any]) -> list[str]:
+    """depends_on must be a mapping with a condition that the dependency can reach."""
+    services = compose["services"]
+    problems = []
+    for name, svc in services.items():
+        deps = svc.get("depends_on", {})
+        if isinstance(deps, list):
+            problems.append(f"{name}: depends_on is a list (no conditions)")
+            continue
+        for dep, spec in deps.items():
+            condition = (spec or {}).get("condition")
+            if dep not in services:
+                problems.append(f"{name}: depends on unknown service {dep}")
+            elif condition not in CONDITIONS:
+                problems.append(f"{name}: depends on {dep} without a condition")
+            elif condition == "service_healthy" and "healthcheck" not in services[dep]:
+                problems.append(f"{name}: waits for {dep} to be healthy, it has no healthcheck")
+            elif condition == "service_completed_successfully" and dep not in ONE_SHOT:
+                problems.append(f"{name}: waits for long-running {dep} to complete")
+    return problems
+
+
+def interpolations(text: str) -> list[re.Match[str]]:
+    """The `${...}` of a compose file, comment lines left out."""
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    return list(VAR.finditer(code))
+
+
+def secret_problems(text: str) -> list[str]:
+    """Variables that look like secrets must fail fast: `${VAR:?message}`, never a default."""
+    return sorted({
+        f"{m['name']} is interpolated as {m[0]}"
+        for m in interpolations(text)
+        if SECRET_NAME.search(m["name"]) and m["op"] != ":?"
+    })
+
+
+def required_vars(text: str) -> set[str]:
+    return {m["name"] for m in interpolations(text) if m["op"] == ":?"}
+
+
+def env_example_vars(text: str) -> set[str]:
+    return {
+        line.split("=", 1)[0].strip()
+        for line in text.splitlines()
+        if "=" in line and not line.lstrip().startswith("#")
+    }
+
+
+def containerfile_targets(text: str) -> dict[str, str]:
+    """target -> the body of its stage."""
+    stages = re.split(r"(?im)^FROM\s+", text)[1:]
+    targets = {}
+    for stage in stages:
+        head, _, body = stage.partition("\n")
+        match = re.search(r"(?i)\sAS\s+(\S+)", head)
+        if match:
+            targets[match[1]] = body
+    return targets
+
+
+def containerfile_problems(text: str) -> list[str]:
+    problems = []
+    preamble = re.split(r"(?im)^FROM\s+", text)[0]
+    if not re.search(r"(?m)^ARG BASE_IMAGE=\S+", preamble):
+        problems.append("no `ARG BASE_IMAGE=<default>` before the first FROM")
+    if not re.search(r"(?im)^FROM \$\{BASE_IMAGE\} AS base$", text):
+        problems.append("the base stage is not FROM ${BASE_IMAGE}")
+    targets = containerfile_targets(text)
+    problems += [f"no target {t}" for t in ("base", "serving", "airflow", "worker") if t not in targets]
+    serving = targets.get("serving", "")
+    if not re.search(r"(?m)^USER (?!root\b|0\b)\S+", serving):
+        problems.append("serving runs as root")
+    if not re.search(r"(?m)^HEALTHCHECK\b", serving) or "/health" not in serving:
+        problems.append("serving has no HEALTHCHECK on /health")
+    if not re.search(r'(?m)^CMD \["uvicorn"', serving):
+        problems.append("serving CMD is not exec form uvicorn (PID 1 must get SIGTERM)")
+    if "--no-index" not in text or "--find-links" not in text:
+        problems.append("dependencies are not installed offline from the wheelhouse")
+    if "TORCH_INDEX" not in text:
+        problems.append("no TORCH_INDEX build arg for a CUDA torch")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def compose_text() -> str:
+    return COMPOSE.read_text()
+
+
+@pytest.fixture(scope="module")
+def compose(compose_text: str) -> dict[str, Any]:
+    return load_compose(compose_text)
+
+
+def test_service_names(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == SERVICES
+    for name, svc in compose["services"].items():
+        assert svc.get("container_name") == name, f"{name}: container_name must be {name}"
+
+
+def test_long_running_services_have_healthchecks(compose: dict[str, Any]) -> None:
+    assert healthcheck_problems(compose) == []
+
+
+def test_depends_on_uses_conditions(compose: dict[str, Any]) -> None:
+    assert depends_on_problems(compose) == []
+
+
+def test_secrets_fail_fast(compose_text: str) -> None:
+    assert secret_problems(compose_text) == []
+    assert {"POSTGRES_PASSWORD", "AIRFLOW_FERNET_KEY", "API_KEY_HASHES"} <= required_vars(
+        compose_text)
+
+
+def test_env_example_defines_every_required_variable(compose_text: str) -> None:
+    missing = required_vars(compose_text) - env_example_vars(ENV_EXAMPLE.read_text())
+    assert not missing, f".env.example lacks {sorted(missing)}"
+
+
+def test_env_example_leaks_no_project_settings() -> None:
+    """The project's settings read .env too: compose variables must not look like theirs."""
+    leaked = {v for v in env_example_vars(ENV_EXAMPLE.read_text())
+              if v.startswith(("TRAJ_", "SERVING_", "MLFLOW_TRACKING"))}
+    assert not leaked
+
+
+def test_named_volumes_declared_and_bind_mounts_exist(compose: dict[str, Any]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, svc in compose["services"].items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), f"{name}: {source} does not exist"
+            elif not source.startswith(("/", "$")):
+                assert source in declared, f"{name}: volume {source} is not declared"
+    assert {"pgdata", "mlflow-artifacts", "serving-1-data"} <= declared
+
+
+def test_containerfile_contract() -> None:
+    assert containerfile_problems(CONTAINERFILE.read_text()) == []
+
+
+def test_images_come_from_known_targets(compose: dict[str, Any]) -> None:
+    targets = set(containerfile_targets(CONTAINERFILE.read_text()))
+    targets |= set(containerfile_targets(INFRA_CONTAINERFILE.read_text()))
+    for name, svc in compose["services"].items():
+        default = re.fullmatch(r"\$\{\w+:-localhost/trajectory-([\w-]+):\w+\}", svc["image"])
+        assert default, f"{name}: image {svc['image']} has no localhost/trajectory-* default"
+        assert default[1] in targets, f"{name}: no build target {default[1]}"
+
+
+def test_lb_balances_both_replicas(compose: dict[str, Any]) -> None:
+    conf = NGINX_CONF.read_text()
+    upstreams = set(re.findall(r"server (serving-\d+):8000", conf))
+    assert upstreams == {"serving-1", "serving-2"}
+    assert any(p.endswith(":8000") for p in compose["services"]["lb"]["ports"])
+
+
+def test_deploy_scripts_are_executable() -> None:
+    for script in ("build_base_image.sh", "build_images.sh", "podman_smoke.sh"):
+        path = REPO / "scripts" / script
+        assert path.is_file() and path.stat().st_mode & 0o111, f"{path} is not executable"
+
+
+# --- the checks catch what they are for ------------------------------------------------------
+
+BROKEN_COMPOSE = """
+services:
+  db:
+    image: x
+  web:
+    image: x
+    depends_on: [db]
+  api:
+    image: x
+    depends_on:
+      db: {condition: service_healthy}
+      web: {condition: service_completed_successfully}
+    environment:
+      DB_PASSWORD: ${DB_PASSWORD:-postgres}
+      API_KEY: ${API_KEY}
+      TOKEN_SECRET: ${TOKEN_SECRET:?set it}
+"""
+
+
+def test_checks_fail_on_a_broken_compose_file() -> None:
+    broken = load_compose(BROKEN_COMPOSE)
+    assert {"db: no healthcheck", "web: no healthcheck"} <= set(healthcheck_problems(broken))
+    problems = depends_on_problems(broken)
+    assert "web: depends_on is a list (no conditions)" in problems
+    assert "api: waits for db to be healthy, it has no healthcheck" in problems
+    assert "api: waits for long-running web to complete" in problems
+    assert [p.split()[0] for p in secret_problems(BROKEN_COMPOSE)] == ["API_KEY", "DB_PASSWORD"]
+    assert required_vars(BROKEN_COMPOSE) == {"TOKEN_SECRET"}
+
+
+def test_checks_fail_on_a_broken_containerfile() -> None:
+    broken = "FROM python:3.11-slim AS base\nRUN pip install x\nFROM base AS serving\nCMD uvicorn app\n"
+    problems = containerfile_problems(broken)
+    assert "no `ARG BASE_IMAGE=<default>` before the first FROM" in problems
+    assert "no target airflow" in problems and "no target worker" in problems
+    assert "serving runs as root" in problems
+    assert "serving CMD is not exec form uvicorn (PID 1 must get SIGTERM)" in problems
