@@ -179,13 +179,17 @@ def bench_eth_ucy(
     model: Annotated[list[str], typer.Option("--model", help="cv and/or mixture; repeatable.")],
     output: Annotated[Path, typer.Option("--output", help="JSON file to write (merged per model).")],
     epochs: EpochsOpt = None,
-    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    seed: Annotated[
+        list[int] | None,
+        typer.Option(help="Training seed; repeat for several (scores are means over seeds)."),
+    ] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Leave-one-scene-out ETH/UCY benchmark (observe 8, predict 12): K=1 and best-of-20."""
     from trajectory.bench import format_table, run_eth_ucy
 
-    result = run_eth_ucy(data, model, output, epochs=epochs, seed=seed, device=device)
+    seeds = seed or [0]
+    result = run_eth_ucy(data, model, output, epochs=epochs, seed=seeds, device=device)
     typer.echo(format_table(result))
 
 
