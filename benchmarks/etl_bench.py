@@ -90,8 +90,8 @@ def generate(rows: int, args: argparse.Namespace) -> tuple[Path, dict[str, Any]]
     }
     raw = args.work_dir / f"raw_{rows}"
     stamp = raw / ".params.json"
-    if stamp.is_file() and json.loads(stamp.read_text())["params"] == params:
-        return raw, json.loads(stamp.read_text())
+    if stamp.is_file() and (made := json.loads(stamp.read_text()))["params"] == params:
+        return raw, made
     shutil.rmtree(raw, ignore_errors=True)
     start = time.perf_counter()
     paths = simulate_crowd(raw, **params)

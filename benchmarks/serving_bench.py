@@ -464,6 +464,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def _start_servers(servers: dict[str, Server], tracking_uri: str, name: str,
                    work: Path) -> tuple[dict[str, int], str | None]:
     """Redis (if installed), ours, the floor and mlflow serve; each added as it starts."""
+    from serving.config import hash_api_key
+
     redis_url = None
     if shutil.which("redis-server"):
         port = free_port()
@@ -472,7 +474,7 @@ def _start_servers(servers: dict[str, Server], tracking_uri: str, name: str,
         redis_url = f"redis://127.0.0.1:{port}/0"
     env = {"MLFLOW_TRACKING_URI": tracking_uri, "SERVING_WORK_DIR": str(work / "ours"),
            "SERVING_VARIANTS": json.dumps({"champion": f"models:/{name}@champion"}),
-           "SERVING_API_KEYS": json.dumps({_sha(API_KEY): "predict"}),
+           "SERVING_API_KEYS": json.dumps({hash_api_key(API_KEY): "predict"}),
            "SERVING_MODEL_POLL_S": "3600", "SERVING_TORCH_THREADS": "1"}
     if redis_url:
         env["SERVING_REDIS_URL"] = redis_url
@@ -620,12 +622,6 @@ def markdown(result: dict[str, Any]) -> str:
     for name, t in result["targets"].items():
         lines.append(f"| {name} | {t['value']} | {'yes' if t['met'] else 'no'} |")
     return "\n".join(lines) + "\n"
-
-
-def _sha(key: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _cpu_model() -> str:

@@ -17,15 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from trajectory_common.defaults import DEFAULT_ARGS, START
+from trajectory_common.defaults import DAG_KWARGS
 
 
 @dag(
     dag_id="trajectory_batch_score",
+    **DAG_KWARGS,
     schedule=None,
-    start_date=START,
-    catchup=False,
-    default_args=DEFAULT_ARGS,
     tags=["trajectory", "scoring", "batch"],
     doc_md=__doc__,
     params={

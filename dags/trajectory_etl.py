@@ -21,16 +21,14 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 from trajectory_common.assets import WINDOWS
 from trajectory_common.dask import task_dask_client
-from trajectory_common.defaults import DEFAULT_ARGS, START
+from trajectory_common.defaults import DAG_KWARGS
 
 
 @dag(
     dag_id="trajectory_etl",
+    **DAG_KWARGS,
     schedule=None,
-    start_date=START,
-    catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["trajectory", "etl", "dask"],
     doc_md=__doc__,
     params={
@@ -53,7 +51,7 @@ def trajectory_etl() -> None:
         params = get_current_context()["params"]
         settings = get_settings()
         input_dir = Path(params["input_dir"] or settings.data_dir or settings.work_dir / "raw")
-        output_dir = Path(params["output_dir"] or settings.work_dir / "windows")
+        output_dir = Path(params["output_dir"] or settings.windows_dir)
         manifest = output_dir / "manifest.json"
         before = read_manifest(output_dir)["data_version"] if manifest.is_file() else None
         with task_dask_client(settings) as client:

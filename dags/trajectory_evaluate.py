@@ -28,16 +28,14 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 from trajectory_common.assets import RETRAIN
-from trajectory_common.defaults import DEFAULT_ARGS, EVIDENTLY_REPORT_XCOM, MLFLOW_RUN_XCOM, START
+from trajectory_common.defaults import DAG_KWARGS, EVIDENTLY_REPORT_XCOM, MLFLOW_RUN_XCOM
 
 
 @dag(
     dag_id="trajectory_evaluate",
+    **DAG_KWARGS,
     schedule="@hourly",
-    start_date=START,
-    catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["trajectory", "monitoring", "evidently"],
     doc_md=__doc__,
     params={
@@ -62,7 +60,7 @@ def trajectory_evaluate() -> None:
         settings = get_settings()
         end = context.get("logical_date") or datetime.now(UTC)
         start = end - timedelta(hours=params["lookback_hours"])
-        windows_dir = Path(params["windows_dir"] or settings.work_dir / "windows")
+        windows_dir = Path(params["windows_dir"] or settings.windows_dir)
         result = run_evaluation(settings, get_monitoring_settings(), start, end, windows_dir)
         summary = result.summary() | {"windows_dir": str(windows_dir.resolve())}
         ti = context["ti"]

@@ -23,16 +23,14 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 from trajectory_common.assets import RETRAIN, WINDOWS
-from trajectory_common.defaults import DEFAULT_ARGS, MLFLOW_RUN_XCOM, START, latest_event_extra
+from trajectory_common.defaults import DAG_KWARGS, MLFLOW_RUN_XCOM, latest_event_extra
 
 
 @dag(
     dag_id="trajectory_train",
+    **DAG_KWARGS,
     schedule=(WINDOWS | RETRAIN),
-    start_date=START,
-    catchup=False,
     max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["trajectory", "training", "mlflow"],
     doc_md=__doc__,
     params={
@@ -57,7 +55,7 @@ def trajectory_train() -> None:
         trigger = latest_event_extra(context)
         settings = get_settings().model_copy(update={"device": params["device"]})
         windows_dir = Path(params["windows_dir"] or trigger.get("windows_dir")
-                           or settings.work_dir / "windows")
+                           or settings.windows_dir)
         result = train_and_register(settings, windows_dir, model=params["model"],
                                     epochs=params["epochs"], promote=params["promote"])
         context["ti"].xcom_push(key=MLFLOW_RUN_XCOM, value={

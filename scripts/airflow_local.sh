@@ -50,8 +50,8 @@ export TRAJ_WORK_DIR="${TRAJ_WORK_DIR:-$REPO/artifacts}"
 # secrets shared by every component (JWTs signed by the api-server are checked by the others)
 SECRETS="$AIRFLOW_HOME/.secrets"
 if [[ ! -f "$SECRETS" ]]; then
-    umask 077
-    "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32)); print(secrets.token_urlsafe(32))' >"$SECRETS"
+    (umask 077  # only for this file, not for everything Airflow writes afterwards
+     "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32)); print(secrets.token_urlsafe(32))' >"$SECRETS")
 fi
 export AIRFLOW__API_AUTH__JWT_SECRET="$(sed -n 1p "$SECRETS")"
 export AIRFLOW__API__SECRET_KEY="$(sed -n 2p "$SECRETS")"

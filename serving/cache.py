@@ -27,9 +27,12 @@ from serving.metrics import ServingMetrics
 log = logging.getLogger(__name__)
 
 
+CACHE_KEY_PREFIX = "pred:v1:"  # every prediction key starts with it (admin flush deletes them)
+
+
 def cache_key(model_name: str, model_version: str, canonical: bytes) -> str:
     """Namespace by model name and version; the canonical request is hashed."""
-    return f"pred:v1:{model_name}:{model_version}:{hashlib.sha256(canonical).hexdigest()}"
+    return f"{CACHE_KEY_PREFIX}{model_name}:{model_version}:{hashlib.sha256(canonical).hexdigest()}"
 
 
 class PredictionCache(Protocol):

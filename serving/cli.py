@@ -43,7 +43,9 @@ def score(
         str | None,
         typer.Option(help="Model URI (models:/name@alias, builtin:cv); default: the champion."),
     ] = None,
-    k: Annotated[int, typer.Option(help="Samples per window.", min=1)] = 1,
+    k: Annotated[
+        int | None, typer.Option(help="Samples per window (default: SERVING_BATCH_K).", min=1)
+    ] = None,
 ) -> None:
     """Score every observation window of a raw tracks file (same code as POST /v1/batch)."""
     import torch

@@ -67,7 +67,6 @@ class NotReadyError(TrajectoryError):
 
 
 STATUS: dict[type[Exception], int] = {
-    RequestError: 422,
     ForbiddenError: 403,
     AuthError: 401,
     PayloadTooLargeError: 413,

@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import PayloadTooLargeError
@@ -69,7 +70,9 @@ class ServingMiddleware:
             declared = 0
         try:
             if declared > limit:
-                await _too_large(send_wrapper, limit, request_id)
+                detail = f"request body over the limit of {limit} bytes"
+                body = {"error": "PayloadTooLargeError", "detail": detail, "request_id": request_id}
+                await JSONResponse(body, 413)(scope, receive, send_wrapper)
             else:
                 await self.app(scope, limited_receive, send_wrapper)
         finally:
@@ -78,18 +81,3 @@ class ServingMiddleware:
             variant = state.get("variant", "none")
             self.metrics.requests.labels(label, scope["method"], str(status)).inc()
             self.metrics.latency.labels(label, variant).observe(time.perf_counter() - start)
-
-
-async def _too_large(send: Send, limit: int, request_id: str) -> None:
-    body = (
-        '{"error":"PayloadTooLargeError","detail":"request body over the limit of '
-        f'{limit} bytes","request_id":"{request_id}"}}'
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -107,6 +107,11 @@ class RegistrySource:
         )
 
 
+def is_alias_uri(uri: str) -> bool:
+    """Whether the URI names a registry alias (`models:/name@alias`)."""
+    return _ALIAS_URI.match(uri) is not None
+
+
 def pinned_uri(uri: str, version: str) -> str:
     """`models:/name@alias` -> `models:/name/<version>`, so a load cannot race the alias."""
     match = _ALIAS_URI.match(uri)
@@ -131,6 +136,3 @@ class VariantSet:
         self._models[variant] = model
         self.errors.pop(variant, None)
         return previous
-
-    def loaded(self) -> dict[str, ServedModel]:
-        return dict(self._models)

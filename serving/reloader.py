@@ -13,7 +13,7 @@ import logging
 import time
 
 from serving.metrics import ServingMetrics
-from serving.registry import ModelSource, ServedModel, VariantSet, pinned_uri
+from serving.registry import ModelSource, ServedModel, VariantSet, is_alias_uri, pinned_uri
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class ModelReloader:
         Returns variant -> what happened ("unchanged", "loaded <version>", or the error).
         """
         async with self._lock:
+            self.registry_error = None  # set again by any variant that cannot resolve
             outcome = {v: await self._refresh_one(v, force) for v in self._variants.uris}
         self.last_poll_at = time.time()
         return outcome
@@ -51,9 +52,8 @@ class ModelReloader:
             self._variants.errors[variant] = f"registry unreachable: {self.registry_error}"
             log.warning("variant %s: cannot resolve %s (%s)", variant, uri, self.registry_error)
             return self._variants.errors[variant]
-        self.registry_error = None
         self._variants.errors.pop(variant, None)
-        if version is None and uri.startswith("models:/") and "@" in uri:
+        if version is None and is_alias_uri(uri):
             self._variants.errors[variant] = f"alias of {uri} is not set"
             return self._variants.errors[variant]
         if current is not None and not force and (version is None or version == current.version):

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     def window_len(self) -> int:
         return self.obs_len + self.pred_len
 
+    @property
+    def windows_dir(self) -> Path:
+        """Where the ETL writes windows unless told otherwise, and training reads them."""
+        return self.work_dir / "windows"
+
     def tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI wins, then TRAJ_MLFLOW_TRACKING_URI, then embedded SQLite."""
         uri = os.environ.get("MLFLOW_TRACKING_URI") or self.mlflow_tracking_uri

@@ -16,22 +16,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pandas as pd
+
 from trajectory.config import Settings
 from trajectory.exceptions import InputFileError, ModelError
 
 SCENES = ("eth", "hotel", "univ", "zara1", "zara2")
 DEFAULT_BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "eth_ucy.json"
-# Tracked pedestrians per frame in each scene's test recording(s) of the ETH/UCY benchmark copy
-# (../shared/data/eth_ucy/<scene>/test/*.txt, rows counted per frame id): min, median, max.
-ETH_UCY_DENSITY = {
-    "eth": (1, 5, 27),
-    "hotel": (1, 5, 18),
-    "univ": (13, 34, 75),  # students003 median 34, students001 median 49
-    "zara1": (1, 6, 20),
-    "zara2": (1, 10, 20),
-}
-
-
 @dataclass(frozen=True)
 class CardSource:
     """What the registry and the tracking store say about one model version, as plain values."""
@@ -50,18 +41,34 @@ class CardSource:
     tracking_uri: str = ""
 
 
+def crowd_density(data_dir: Path) -> dict[str, tuple[int, int, int]]:
+    """Tracked agents per frame in each scene of the raw files under data_dir: min, median, max."""
+    from trajectory.data.io import discover, read_tracks
+    from trajectory.data.schema import FRAME, SCENE
+
+    tracks = pd.concat(
+        [read_tracks(raw.path, raw.scene).tracks for raw in discover(data_dir)], ignore_index=True
+    )
+    per_frame = tracks.groupby([SCENE, FRAME]).size().groupby(level=0)
+    return {
+        str(scene): (int(n.min()), int(n.median()), int(n.max())) for scene, n in per_frame
+    }
+
+
 def render_card(
     source: CardSource,
     benchmark: dict[str, Any] | None = None,
     *,
     benchmark_label: str = "benchmarks/eth_ucy.json",
     data_dir: str | None = None,
+    density: dict[str, tuple[int, int, int]] | None = None,
     note: str | None = None,
     generated_at: str | None = None,
 ) -> str:
     """The card as Markdown. `benchmark` is the parsed eth_ucy.json (or None); `data_dir` the
     raw folder the model was trained on (the run records only its data version); `note` a
-    free-text statement of how this model was produced, printed as given."""
+    free-text statement of how this model was produced, printed as given; `density` is
+    `crowd_density(data_dir)`, left out when None."""
     generated_at = generated_at or datetime.now(UTC).isoformat(timespec="seconds")
     p, m = source.params, source.metrics
     model_type = source.tags.get("model") or p.get("model.name", "unknown")
@@ -85,7 +92,7 @@ def render_card(
     parts += _metrics(m)
     parts += _per_scene(benchmark, model_type, benchmark_label)
     parts += _intended_use(p)
-    parts += _limitations(source, model_type)
+    parts += _limitations(source, model_type, density)
     parts += _ethics()
     parts += _reproduce(source, model_type, data_dir)
     return "\n".join(parts).rstrip() + "\n"
@@ -271,10 +278,14 @@ def _intended_use(p: dict[str, str]) -> list[str]:
     ]
 
 
-def _limitations(source: CardSource, model_type: str) -> list[str]:
+def _limitations(
+    source: CardSource, model_type: str, density: dict[str, tuple[int, int, int]] | None
+) -> list[str]:
     p = source.params
-    density = ", ".join(
-        f"{s} {lo}-{hi} (median {mid})" for s, (lo, mid, hi) in ETH_UCY_DENSITY.items()
+    seen = (
+        ", ".join(f"{s} {lo}-{hi} (median {mid})" for s, (lo, mid, hi) in density.items())
+        if density
+        else "not computed (no raw data folder given to `trajectory model-card --data`)"
     )
     device = p.get("device", "unknown")
     lines = [
@@ -293,8 +304,8 @@ def _limitations(source: CardSource, model_type: str) -> list[str]:
             "priors from it, and expect the eth scene to be the hardest (see the per-scene table)."
         ),
         (
-            f"- Crowd density: tracked pedestrians per frame in the benchmark's test recordings: "
-            f"{density}. Denser crowds are outside what was seen, and the model looks at no more "
+            f"- Crowd density: tracked pedestrians per frame in the raw data, per scene: "
+            f"{seen}. Denser crowds are outside what was seen, and the model looks at no more "
             f"than {p.get('spec.max_neighbours', '?')} neighbours within "
             f"{p.get('spec.neighbour_radius', '?')} m."
         ),
@@ -504,8 +515,10 @@ def write_card(
     Default path: `model_cards/<name>-v<version>.md`."""
     source = fetch_card_source(settings, name, version)
     label = _label(benchmark_path)
+    density = crowd_density(Path(data_dir)) if data_dir else None
     text = render_card(
-        source, load_benchmark(benchmark_path), benchmark_label=label, data_dir=data_dir, note=note
+        source, load_benchmark(benchmark_path), benchmark_label=label, data_dir=data_dir,
+        density=density, note=note,
     )
     output = output or Path("model_cards") / f"{name}-v{source.version}.md"
     output.parent.mkdir(parents=True, exist_ok=True)

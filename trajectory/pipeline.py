@@ -46,7 +46,7 @@ def run_pipeline(
     from trajectory.data.etl import run_etl
 
     raw = data_dir or settings.data_dir or make_synthetic(settings)
-    windows_dir = settings.work_dir / "windows"
+    windows_dir = settings.windows_dir
     etl = run_etl(raw, windows_dir, settings)
     log.info("ETL done: data version %s", etl.data_version)
     return train_and_register(settings, windows_dir, model=model, epochs=epochs, promote=True)

@@ -23,6 +23,8 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retry_exponential_backoff": True,
     "retry_policy": RETRY_POLICY,
 }
+# the @dag(...) arguments every trajectory DAG shares: `@dag(dag_id=..., **DAG_KWARGS, ...)`
+DAG_KWARGS: dict[str, Any] = {"start_date": START, "catchup": False, "default_args": DEFAULT_ARGS}
 
 # XCom keys read by the plugin's extra links (plugins/trajectory_links.py)
 MLFLOW_RUN_XCOM = "mlflow_run"

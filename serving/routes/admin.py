@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from serving.cache import make_cache
+from serving.cache import CACHE_KEY_PREFIX, make_cache
 from serving.config import check_weights
 from serving.db import write_audit
 from serving.deps import AdminCaller, StateDep
@@ -49,8 +49,6 @@ async def set_weights(body: WeightsUpdate, state: StateDep, caller: AdminCaller)
     return WeightsUpdate(weights=state.router.weights())
 
 
-# every key `serving.cache.cache_key` writes starts with this
-CACHE_KEY_PATTERN = "pred:v1:*"
 MAX_WARM_REQUESTS = 1000
 
 
@@ -84,7 +82,7 @@ async def flush_cache(state: StateDep, caller: AdminCaller) -> CacheFlushed | JS
     if not state.settings.redis_url:
         return CacheFlushed(memory_cleared=True, redis_keys_deleted=None)
     try:
-        deleted = await _delete_keys(state.settings.redis_url, CACHE_KEY_PATTERN)
+        deleted = await _delete_keys(state.settings.redis_url, CACHE_KEY_PREFIX + "*")
     except (RedisError, OSError) as err:
         detail = f"in-process cache cleared, Redis not flushed: {type(err).__name__}: {err}"
         return JSONResponse({"error": "cache", "detail": detail}, status_code=503)

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from mlflow.pyfunc import scoring_server
 from mlflow.tracking import MlflowClient
+from walking import SPEC, walking_windows
 
 from trajectory import tracking
 from trajectory.config import Settings
-from trajectory.data.windows import Windows, WindowSpec
+from trajectory.data.windows import Windows
 from trajectory.exceptions import TrackingError
 from trajectory.models import predict
 from trajectory.tracking.client import ENV_DEFAULTS
@@ -29,26 +30,6 @@ from trajectory.tracking.pyfunc import model_input, serving_payload
 from trajectory.training import TrainConfig, TrainResult, evaluate, train
 
 pytestmark = pytest.mark.integration
-
-SPEC = WindowSpec(obs_len=8, pred_len=12, max_neighbours=2)
-
-
-def walking_windows(n: int, seed: int) -> Windows:
-    """Constant-velocity agents; neighbour slot 0 present with gaps, slot 1 empty."""
-    rng = np.random.default_rng(seed)
-    velocity = rng.normal(0, 0.5, (n, 1, 2)).astype(np.float32)  # (N, 1, 2) metres per frame
-    start = rng.uniform(-5, 5, (n, 1, 2)).astype(np.float32)  # (N, 1, 2)
-    t = np.arange(SPEC.obs_len + SPEC.pred_len, dtype=np.float32)[None, :, None]  # (1, T, 1)
-    pos = start + velocity * t  # (N, T, 2)
-    nbr = np.full((n, SPEC.max_neighbours, SPEC.obs_len, 2), np.nan, np.float32)
-    nbr[:, 0] = pos[:, : SPEC.obs_len] + 1.0
-    nbr[::2, 0, :3] = np.nan  # neighbour seen late in half of the windows
-    return Windows(
-        obs=pos[:, : SPEC.obs_len], nbr=nbr, fut=pos[:, SPEC.obs_len :],
-        scene=np.full(n, "walk", object), agent_id=np.arange(n, dtype=np.int64),
-        start_frame=np.zeros(n, np.int64),
-    )
-
 
 @dataclass
 class Logged:

@@ -7,36 +7,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
+from walking import SPEC, walking_windows
 
 from trajectory import tracking
 from trajectory.cli import app
 from trajectory.config import Settings
-from trajectory.data.windows import Windows, WindowSpec
 from trajectory.tracking.client import ENV_DEFAULTS
 from trajectory.training import TrainConfig, evaluate, train
 
 pytestmark = pytest.mark.integration
-
-SPEC = WindowSpec(obs_len=8, pred_len=12, max_neighbours=2)
-
-
-def walking(n: int, seed: int) -> Windows:
-    """Agents at constant velocity with one neighbour each."""
-    rng = np.random.default_rng(seed)
-    velocity = rng.normal(0, 0.5, (n, 1, 2)).astype(np.float32)  # (N, 1, 2)
-    t = np.arange(SPEC.obs_len + SPEC.pred_len, dtype=np.float32)[None, :, None]  # (1, T, 1)
-    pos = rng.uniform(-5, 5, (n, 1, 2)).astype(np.float32) + velocity * t  # (N, T, 2)
-    nbr = np.full((n, SPEC.max_neighbours, SPEC.obs_len, 2), np.nan, np.float32)
-    nbr[:, 0] = pos[:, : SPEC.obs_len] + 1.0
-    return Windows(
-        obs=pos[:, : SPEC.obs_len], nbr=nbr, fut=pos[:, SPEC.obs_len :],
-        scene=np.full(n, "walk", object), agent_id=np.arange(n, dtype=np.int64),
-        start_frame=np.zeros(n, np.int64),
-    )
 
 
 @dataclass
@@ -62,7 +44,7 @@ def registered(
         )
         config = TrainConfig(model="mixture", epochs=1, batch_size=32, device="cpu", seed=3,
                              model_args={"hidden": 16, "heads": 2, "modes": 20})
-        train_w, val, test = walking(64, 0), walking(24, 1), walking(24, 2)
+        train_w, val, test = walking_windows(64, 0), walking_windows(24, 1), walking_windows(24, 2)
         result = train(train_w, val, config, settings.work_dir / "ckpt", progress=False,
                        spec=SPEC, meta={"data_version": "walk-v1"})
         run_id = tracking.log_training(
@@ -155,8 +137,8 @@ def test_card_from_the_embedded_sqlite_store(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     settings = Settings(work_dir=tmp_path / "work", device="cpu")
     config = TrainConfig(model="cv", device="cpu")
-    val = walking(16, 1)
-    result = train(walking(16, 0), val, config, tmp_path / "ckpt", progress=False, spec=SPEC)
+    val = walking_windows(16, 1)
+    result = train(walking_windows(16, 0), val, config, tmp_path / "ckpt", progress=False, spec=SPEC)
     run_id = tracking.log_training(settings, result=result, train_config=config, spec=SPEC,
                                    data_version="walk-v1", val_metrics=evaluate(result.model, val))
     tracking.register(settings, run_id)

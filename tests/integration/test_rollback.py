@@ -5,33 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
+from walking import walking_windows
 
 from trajectory import tracking
 from trajectory.cli import app
 from trajectory.config import Settings
-from trajectory.data.windows import Windows, WindowSpec
+from trajectory.data.windows import WindowSpec
 from trajectory.tracking.client import ENV_DEFAULTS
 from trajectory.training import TrainConfig, evaluate, train
 
 pytestmark = pytest.mark.integration
 
 SPEC = WindowSpec(obs_len=8, pred_len=12, max_neighbours=1)
-
-
-def straight(n: int, seed: int) -> Windows:
-    """Constant-velocity walkers: `cv` is exact on them, so it beats any briefly trained model."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(SPEC.obs_len + SPEC.pred_len, dtype=np.float32)[None, :, None]  # (1, T, 1)
-    pos = rng.normal(0, 0.4, (n, 1, 2)).astype(np.float32) * t  # (N, T, 2)
-    return Windows(
-        obs=pos[:, : SPEC.obs_len], nbr=np.full((n, 1, SPEC.obs_len, 2), np.nan, np.float32),
-        fut=pos[:, SPEC.obs_len :], scene=np.full(n, "s", object),
-        agent_id=np.arange(n, dtype=np.int64), start_frame=np.zeros(n, np.int64),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +35,7 @@ def two_champions(
         settings = Settings(work_dir=tmp_path_factory.mktemp("rb"), experiment_name=f"rb-{tag}",
                             model_name=f"rb-model-{tag}", device="cpu")
         mp.setenv("TRAJ_MODEL_NAME", settings.model_name)
-        train_w, val = straight(64, 0), straight(24, 1)
+        train_w, val = walking_windows(64, 0, SPEC), walking_windows(24, 1, SPEC)
         for model, args in (("mixture", {"hidden": 16, "heads": 2, "modes": 2}), ("cv", {})):
             config = TrainConfig(model=model, epochs=1, batch_size=32, device="cpu",
                                  model_args=args)

@@ -26,7 +26,6 @@ def test_hash_of_a_key_read_from_stdin() -> None:
     result = CliRunner().invoke(app, ["api-key", "--hash-stdin"], input="s3cret-key\n")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"hash  {hashlib.sha256(b's3cret-key').hexdigest()}\n"
-    assert "s3cret-key" not in result.stdout
 
 
 def test_empty_stdin_is_a_one_line_error() -> None:

@@ -138,7 +138,9 @@ def test_limitations_and_ethics_carry_the_known_caveats() -> None:
     text = render(benchmark=BENCHMARK)
     assert "0.67 s" in text and "2.45 m/s" in text  # ETH frame rate
     assert "Pedestrians only" in text and "vehicles" in text
-    assert "univ 13-75" in text  # crowd density range
+    assert "density" in text and "not computed" in text
+    dense = render_card(source(), BENCHMARK, density={"univ": (13, 34, 75)})
+    assert "univ 13-75 (median 34)" in dense
     assert "CPU-trained" in text
     assert "did not choose" in text and "identif" in text
     gpu = render(src=source(params=PARAMS | {"device": "cuda:0"}))

@@ -13,14 +13,13 @@ Promotion and rollback are applied only when the policy allows it (`auto_promote
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from trajectory.monitoring.ab import Comparison, SampleRatio
-from trajectory.monitoring.drift import DriftResult
+from trajectory.monitoring.drift import DriftResult, write_json
 from trajectory.monitoring.settings import MonitoringSettings
 
 
@@ -148,7 +147,5 @@ def decide(
 def write_decision(decision: Decision, path: Path) -> Path:
     """Write the decision as JSON atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(decision.to_dict(), indent=2, default=str))
-    tmp.replace(path)
+    write_json(path, decision.to_dict())
     return path

@@ -89,7 +89,7 @@ def drift_report(
     )
     snapshot.save_html(result.html_path)
     document = {"summary": result.to_dict(), "evidently": json.loads(snapshot.json())}
-    _write_json(Path(result.json_path), document)
+    write_json(Path(result.json_path), document)
     log.info("drift (%s, threshold %g): share %.2f %s", method, threshold, result.share, scores)
     return result
 
@@ -119,8 +119,8 @@ def _per_feature(
     return scores, drifted
 
 
-def _write_json(path: Path, document: dict[str, Any]) -> None:
-    """Atomic: write beside, then rename."""
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Atomic: write beside, then rename (also writes decision.json)."""
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(document, indent=2, default=str))
     tmp.replace(path)

@@ -43,8 +43,7 @@ class EvaluationResult:
     """The decision and where its evidence went."""
 
     decision: Decision
-    out_dir: Path
-    decision_path: Path
+    decision_path: Path  # its folder also holds the drift report
     drift: DriftResult | None
     counts: dict[str, int]
     run_id: str | None = None
@@ -95,7 +94,7 @@ def run_evaluation(
                                   "windows_dir": str(windows_dir)}
     decision_path = write_decision(decision, out_dir / "decision.json")
     counts = {"log_rows": len(rows), "joined": len(errors), "variants": len(live)}
-    result = EvaluationResult(decision, out_dir, decision_path, drift, counts)
+    result = EvaluationResult(decision, decision_path, drift, counts)
     if log_to_mlflow:
         _apply_and_log(settings, result)
     log.info("evaluation %s .. %s: retrain=%s, %s", start, end, decision.retrain, decision.reasons)
@@ -202,8 +201,6 @@ def _sample_ratio(rows: pd.DataFrame, monitor: MonitoringSettings) -> ab.SampleR
 
 def _registered(errors: pd.DataFrame, variant: str) -> list[int]:
     """Registry versions a variant served, ascending (built-in models have no number)."""
-    if errors.empty:
-        return []
     served = errors.loc[errors["variant"] == variant, "model_version"].astype(str)
     return sorted({int(v) for v in served if v.isdigit()})
 
@@ -239,7 +236,7 @@ def _apply_and_log(settings: Settings, result: EvaluationResult) -> None:
                     if k in ("diff", "welch_p", "mannwhitney_p", "cohens_d", "p_value")}
     artifacts = [result.decision_path]
     if result.drift is not None:
-        artifacts += [Path(result.drift.html_path or ""), Path(result.drift.json_path or "")]
+        artifacts += [Path(p) for p in (result.drift.html_path, result.drift.json_path) if p]
     window = result.decision.numbers["window"]
     result.run_id, result.experiment_id = log_evaluation(
         settings, metrics=metrics, artifacts=artifacts,

@@ -56,10 +56,11 @@ class MonitoringSettings(BaseSettings):
 
     # what the decision may do beyond recommending
     auto_promote: bool = Field(False, description="promote a challenger that wins the A/B test")
-    auto_rollback: bool = Field(False, description="roll back a champion that loses to the CV")
+    auto_rollback: bool = Field(
+        False, description="roll back a champion version that loses to the version it replaced"
+    )
     challenger_variant: str = "challenger"
     champion_variant: str = "champion"
-
 
     def resolved_database_url(self, work_dir: Path) -> str:
         """The log's URL; the default is the service's (SQLite `serving.db` in the work dir)."""

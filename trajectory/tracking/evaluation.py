@@ -16,6 +16,7 @@ from mlflow.exceptions import MlflowException
 
 from trajectory.config import Settings
 from trajectory.tracking.client import configure, connect, tracking_errors
+from trajectory.tracking.registry import move_alias
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,6 @@ def reference_ade(settings: Settings, versions: Iterable[int]) -> dict[int, floa
 
 
 def set_alias(settings: Settings, alias: str, version: int, reason: str) -> None:
-    """Point `alias` at `version` and record why on that version."""
-    client = connect(settings)
-    name = settings.model_name
-    with tracking_errors(f"moving alias {alias!r} of {name!r} to v{version}"):
-        client.set_registered_model_alias(name, alias, str(version))
-        client.set_model_version_tag(name, str(version), f"monitoring.{alias}", reason[:5000])
-    log.info("%r @%s -> v%d: %s", name, alias, version, reason)
+    """Point `alias` at `version` and record why on that version (tag `monitoring.<alias>`)."""
+    move_alias(settings, alias, version, {f"monitoring.{alias}": reason})
+    log.info("%r @%s -> v%d: %s", settings.model_name, alias, version, reason)

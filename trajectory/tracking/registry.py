@@ -150,6 +150,16 @@ def spec_from_meta(meta: dict[str, Any], model: TrajectoryModel) -> WindowSpec:
     return WindowSpec(**({"obs_len": model.obs_len, "pred_len": model.pred_len} | saved))
 
 
+def move_alias(settings: Settings, alias: str, version: int, tags: dict[str, str]) -> None:
+    """Point `alias` at `version` and set `tags` on that version (values cut to 5000 chars)."""
+    client = connect(settings)
+    name = settings.model_name
+    with tracking_errors(f"moving alias {alias!r} of {name!r} to v{version}"):
+        client.set_registered_model_alias(name, alias, str(version))
+        for key, value in tags.items():
+            client.set_model_version_tag(name, str(version), key, value[:5000])
+
+
 def rollback_champion(
     settings: Settings, to_version: int | None = None, reason: str = "manual rollback"
 ) -> tuple[int, int]:
@@ -176,9 +186,8 @@ def rollback_champion(
                              f"(versions: {', '.join(map(str, sorted(versions)))})")
         if to_version == current:
             raise ModelError(f"v{to_version} is already {name!r} @{CHAMPION}")
-        client.set_registered_model_alias(name, CHAMPION, str(to_version))
-        for key, value in {"rollback.from_version": str(current), "rollback.reason": reason,
-                           "rollback.at": datetime.now(UTC).isoformat(timespec="seconds")}.items():
-            client.set_model_version_tag(name, str(to_version), key, value[:5000])
+    move_alias(settings, CHAMPION, to_version, {
+        "rollback.from_version": str(current), "rollback.reason": reason,
+        "rollback.at": datetime.now(UTC).isoformat(timespec="seconds")})
     log.info("%r @%s: v%d -> v%d (%s)", name, CHAMPION, current, to_version, reason)
     return current, to_version
