@@ -66,6 +66,9 @@ def test_card_of_a_version_holds_its_run(
     registered: Registered, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "data" / "walk" / "walk.txt"  # two agents, 3 frames: density 1-2
+    raw.parent.mkdir(parents=True)
+    raw.write_text("0 1 0.0 0.0\n0 2 1.0 0.0\n10 1 0.4 0.0\n20 1 0.8 0.0\n")
     name, version = registered.settings.model_name, registered.version
     code, out, err = card("--model", name, "--version", str(version),
                           "--data", "data/walk", "--note", "integration test")
@@ -78,6 +81,7 @@ def test_card_of_a_version_holds_its_run(
     metrics = run.data.metrics
     assert f"MLflow run `{registered.run_id}`" in text
     assert "`walk-v1`" in text and "`data/walk`" in text and "integration test" in text
+    assert "walk 1-2 (median 1)" in text  # crowd density counted from --data
     assert (f"| val | {metrics['val_ade']:.3f} | {metrics['val_fde']:.3f} | "
             f"{metrics['val_min_ade']:.3f} | {metrics['val_min_fde']:.3f} |") in text
     assert f"| test | {metrics['test_ade']:.3f} |" in text
