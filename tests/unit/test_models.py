@@ -1,5 +1,6 @@
 """Behavioural tests of the models on tiny in-memory data: shapes, weights, NaN neighbours,
-equivariance, Constant Velocity exactness and that the mixture can learn."""
+equivariance, Constant Velocity exactness, that the learned models can learn, and that the
+transformer's temperature calibration does what it says."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import torch
 
 from trajectory.exceptions import ModelError
 from trajectory.models import build_model, model_names
+from trajectory.models.base import TrajectoryModel, to_local, to_world
 from trajectory.models.mixture import MixtureModel
+from trajectory.models.calibrated import CalibratedMixture
 
 T_OBS, T_PRED, M_NBR = 8, 12, 4
 SMALL = {"modes": 20, "hidden": 16, "heads": 2}
+LEARNED = ["mixture", "calibrated"]
 
 
 def _tracks(b: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -34,6 +38,12 @@ def _tracks(b: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return obs, nbr, fut
 
 
+@pytest.fixture(params=LEARNED)
+def learned(request: pytest.FixtureRequest) -> TrajectoryModel:
+    torch.manual_seed(0)
+    return build_model(request.param, **SMALL).eval()
+
+
 @pytest.fixture
 def mixture() -> MixtureModel:
     torch.manual_seed(0)
@@ -41,15 +51,15 @@ def mixture() -> MixtureModel:
 
 
 def test_registry_has_builtin_models() -> None:
-    assert {"cv", "mixture"} <= set(model_names())
+    assert {"cv", "mixture", "calibrated"} <= set(model_names())
     with pytest.raises(ModelError):
         build_model("no-such-model")
 
 
 @pytest.mark.parametrize("k", [1, 5, 20, 25])
-def test_mixture_shapes_and_sorted_weights(mixture: MixtureModel, k: int) -> None:
+def test_shapes_and_sorted_weights(learned: TrajectoryModel, k: int) -> None:
     obs, nbr, _ = _tracks(6)
-    out = mixture(obs, nbr, k)
+    out = learned(obs, nbr, k)
     assert out.traj.shape == (6, k, T_PRED, 2)
     assert out.weights.shape == (6, k)
     assert torch.isfinite(out.traj).all()
@@ -65,27 +75,41 @@ def test_k1_is_the_most_likely_mode(mixture: MixtureModel) -> None:
     torch.testing.assert_close(top1.weights, torch.ones(5, 1))
 
 
-def test_more_samples_than_modes_repeats_modes(mixture: MixtureModel) -> None:
+def test_calibrated_k1_is_the_central_track_whatever_the_weights() -> None:
+    torch.manual_seed(0)
+    model = CalibratedMixture(**SMALL).eval()
+    with torch.no_grad():
+        model.weight_head[-1].bias[5] = 100.0  # mode 5 gets all the weight
+    obs, nbr, _ = _tracks(5)
+    obs_l, nbr_l, origin, rot = to_local(obs, nbr)
+    modes = to_world(model._modes(obs_l, nbr_l)[0], origin, rot)  # (B, M, T, 2)
+    top1, top3 = model(obs, nbr, 1), model(obs, nbr, 3)
+    torch.testing.assert_close(top1.traj[:, 0], modes[:, 0])
+    torch.testing.assert_close(top1.weights, torch.ones(5, 1))
+    torch.testing.assert_close(top3.traj[:, 0], modes[:, 5])
+
+
+def test_more_samples_than_modes_repeats_modes(learned: TrajectoryModel) -> None:
     obs, nbr, _ = _tracks(3)
-    out = mixture(obs, nbr, 45)  # 20 modes: each mode 2 or 3 times
+    out = learned(obs, nbr, 45)  # 20 modes: each mode 2 or 3 times
     distinct = torch.unique(out.traj[0].reshape(45, -1), dim=0)
     assert len(distinct) == 20
 
 
-def test_empty_neighbour_slots_change_nothing(mixture: MixtureModel) -> None:
+def test_empty_neighbour_slots_change_nothing(learned: TrajectoryModel) -> None:
     obs, nbr, _ = _tracks(4)
     more = torch.cat([nbr, torch.full_like(nbr, float("nan"))], 1)  # (B, 2M, T, 2)
     none = torch.full_like(nbr, float("nan"))
-    base = mixture(obs, nbr, 20).traj
-    torch.testing.assert_close(mixture(obs, more, 20).traj, base)
-    assert torch.isfinite(mixture(obs, none, 20).traj).all()
-    assert torch.isfinite(mixture.loss(obs, none, _tracks(4)[2]))
+    base = learned(obs, nbr, 20).traj
+    torch.testing.assert_close(learned(obs, more, 20).traj, base)
+    assert torch.isfinite(learned(obs, none, 20).traj).all()
+    assert torch.isfinite(learned.loss(obs, none, _tracks(4)[2]))
 
 
-@pytest.mark.parametrize("name", ["cv", "mixture"])
+@pytest.mark.parametrize("name", ["cv", *LEARNED])
 def test_rotation_translation_equivariance(name: str) -> None:
     torch.manual_seed(0)
-    model = build_model(name, **(SMALL if name == "mixture" else {})).eval()
+    model = build_model(name, **(SMALL if name in LEARNED else {})).eval()
     obs, nbr, _ = _tracks(5)
     a = 0.7
     rot = torch.tensor([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])  # row vectors
@@ -107,26 +131,44 @@ def test_constant_velocity_is_exact_on_a_straight_line() -> None:
     torch.testing.assert_close(out.weights.sum(-1), torch.ones(1))
 
 
-def test_bad_input_shapes_raise(mixture: MixtureModel) -> None:
+def test_bad_input_shapes_raise(learned: TrajectoryModel) -> None:
     obs, nbr, _ = _tracks(2)
     with pytest.raises(ModelError):
-        mixture(obs[:, :5], nbr, 1)
+        learned(obs[:, :5], nbr, 1)
     with pytest.raises(ModelError):
-        mixture(obs, nbr[:1], 1)
+        learned(obs, nbr[:1], 1)
     with pytest.raises(ModelError):
-        mixture(obs, nbr, 0)
+        learned(obs, nbr, 0)
 
 
-def test_model_args_rebuild_the_model(mixture: MixtureModel) -> None:
-    clone = build_model("mixture", **mixture.model_args())
-    clone.load_state_dict(mixture.state_dict())
+def test_model_args_rebuild_the_model(learned: TrajectoryModel) -> None:
+    if isinstance(learned, CalibratedMixture):
+        learned.log_temperature.fill_(0.4)  # a fitted buffer travels with the weights
+    clone = build_model(learned.name, **learned.model_args())
+    clone.load_state_dict(learned.state_dict())
     obs, nbr, _ = _tracks(3)
-    torch.testing.assert_close(clone.eval()(obs, nbr, 20).traj, mixture(obs, nbr, 20).traj)
+    a, b = clone.eval()(obs, nbr, 20), learned(obs, nbr, 20)
+    torch.testing.assert_close(a.traj, b.traj)
+    torch.testing.assert_close(a.weights, b.weights)
 
 
-def test_loss_decreases_on_a_tiny_set() -> None:
+def test_calibration_fits_a_temperature_that_lowers_the_cross_entropy() -> None:
     torch.manual_seed(0)
-    model = MixtureModel(**SMALL)
+    model = CalibratedMixture(**SMALL).eval()
+    with torch.no_grad():
+        model.weight_head[-1].weight.mul_(200.0)  # wildly over-confident weights
+    obs, nbr, fut = _tracks(256)
+    fitted = model.calibrate(obs, nbr, fut)
+    assert fitted["ce_after"] < fitted["ce_before"]
+    assert fitted["temperature"] > 1.0, "over-confident logits need softening"
+    assert math.isclose(model.log_temperature.exp().item(), fitted["temperature"], rel_tol=1e-5)
+    assert not model.training
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_loss_decreases_on_a_tiny_set(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, **SMALL)
     obs, nbr, fut = _tracks(64)
 
     def k1_ade() -> float:
@@ -136,7 +178,7 @@ def test_loss_decreases_on_a_tiny_set() -> None:
     before = k1_ade()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(40):
+    for _ in range(160):
         loss = model.train().loss(obs, nbr, fut)
         opt.zero_grad()
         loss.backward()

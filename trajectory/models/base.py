@@ -52,6 +52,11 @@ class TrajectoryModel(nn.Module):
         """Training loss for a batch; only trainable models implement it."""
         raise ModelError(f"model {self.name!r} has no parameters to train")
 
+    def calibrate(self, obs: torch.Tensor, nbr: torch.Tensor, fut: torch.Tensor) -> dict[str, float]:
+        """Fit post-training parameters (e.g. a weight temperature) on validation windows;
+        returns what was fitted. Most models have nothing to fit."""
+        return {}
+
     def check_input(self, obs: torch.Tensor, nbr: torch.Tensor) -> None:
         if obs.ndim != 3 or obs.shape[1:] != (self.obs_len, 2):
             raise ModelError(f"obs must be (B, {self.obs_len}, 2), got {tuple(obs.shape)}")
@@ -59,7 +64,11 @@ class TrajectoryModel(nn.Module):
             raise ModelError(f"nbr must be (B, M, {self.obs_len}, 2), got {tuple(nbr.shape)}")
 
 
-_BUILTIN = ("trajectory.models.constant_velocity", "trajectory.models.mixture")
+_BUILTIN = (
+    "trajectory.models.constant_velocity",
+    "trajectory.models.mixture",
+    "trajectory.models.calibrated",
+)
 
 
 def _register_builtin() -> None:
@@ -98,6 +107,37 @@ def to_local(
     obs_l = (obs - origin[:, None]) @ rot.transpose(1, 2)  # (B, T, 2)
     nbr_l = (nbr - origin[:, None, None]) @ rot.transpose(1, 2)[:, None]  # (B, M, T, 2)
     return obs_l, nbr_l, origin, rot
+
+
+def random_mirror(
+    prob: float, obs_l: torch.Tensor, nbr_l: torch.Tensor, fut_l: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Augmentation: mirror y -> -y in the local frame for a random share `prob` of windows."""
+    flip = torch.rand(len(obs_l), device=obs_l.device) < prob  # (B,)
+    sign = torch.where(flip, -1.0, 1.0).to(obs_l.dtype)  # (B,)
+    mirror = torch.stack([torch.ones_like(sign), sign], -1)  # (B, 2)
+    return obs_l * mirror[:, None], nbr_l * mirror[:, None, None], fut_l * mirror[:, None]
+
+
+def top_k_modes(
+    traj_l: torch.Tensor, probs: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """traj_l (B, M, T, 2), probs (B, M) -> the k most likely modes (B, K, T, 2) and their
+    weights (B, K), renormalised, best first. For k > M, modes repeat in weight order and each
+    copy carries an equal share of its mode's weight (so weights still sum to 1)."""
+    if k < 1:
+        raise ModelError(f"k must be >= 1, got {k}")
+    modes = probs.shape[1]
+    weights, order = probs.sort(-1, descending=True)  # (B, M)
+    if k <= modes:
+        order, weights = order[:, :k], weights[:, :k] / weights[:, :k].sum(-1, keepdim=True)
+    else:
+        rank = torch.arange(k, device=probs.device) % modes  # (K,)
+        copies = torch.bincount(rank, minlength=modes).to(weights)  # (M,)
+        weights, pos = (weights / copies)[:, rank].sort(dim=-1, descending=True, stable=True)
+        order = order[:, rank].gather(1, pos)  # (B, K)
+    idx = order[..., None, None].expand(-1, -1, *traj_l.shape[2:])  # (B, K, T, 2)
+    return traj_l.gather(1, idx), weights
 
 
 def to_world(traj_l: torch.Tensor, origin: torch.Tensor, rot: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from trajectory.exceptions import ModelError
-from trajectory.models.base import Prediction, TrajectoryModel, to_local, to_world
+from trajectory.models.base import (
+    Prediction,
+    TrajectoryModel,
+    random_mirror,
+    to_local,
+    to_world,
+    top_k_modes,
+)
 
 
 def _mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
@@ -122,8 +129,11 @@ class MixtureModel(TrajectoryModel):
             "tau": self.tau,
         }
 
-    def _modes(self, obs_l: torch.Tensor, nbr_l: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Local-frame inputs -> all modes (B, M, T_pred, 2) and their logits (B, M)."""
+    def _modes(
+        self, obs_l: torch.Tensor, nbr_l: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Local-frame inputs -> all modes (B, M, T_pred, 2), their logits (B, M) and the
+        context vector (B, 2H) they were decoded from."""
         steps = torch.diff(obs_l, dim=1)  # (B, T_obs-1, 2)
         if self.min_scale is None:
             scale = torch.ones_like(steps[:, 0, :1])  # (B, 1)
@@ -139,40 +149,31 @@ class MixtureModel(TrajectoryModel):
         offset = torch.cat([central, central + offset], 1) * scale[:, :, None, None]  # (B,M,T,2)
         t = torch.arange(1, self.pred_len + 1, dtype=obs_l.dtype, device=obs_l.device)  # (T,)
         cv = t[:, None] * steps[:, -1][:, None, None]  # (B, 1, T, 2)
-        return cv + offset, self.logit_head(ctx)  # (B, M, T, 2), (B, M)
+        return cv + offset, self.logit_head(ctx), ctx  # (B, M, T, 2), (B, M), (B, 2H)
 
     def forward(self, obs: torch.Tensor, nbr: torch.Tensor, k: int = 1) -> Prediction:
-        """Top-k modes by weight, renormalised. For k > M, modes repeat in weight order and
-        each copy carries an equal share of its mode's weight (so weights still sum to 1)."""
+        """Top-k modes by weight, renormalised (see `top_k_modes`)."""
         self.check_input(obs, nbr)
-        if k < 1:
-            raise ModelError(f"k must be >= 1, got {k}")
         obs_l, nbr_l, origin, rot = to_local(obs, nbr)
-        traj_l, logits = self._modes(obs_l, nbr_l)  # (B, M, T, 2), (B, M)
-        weights, order = torch.softmax(logits.float(), -1).sort(-1, descending=True)  # (B, M)
-        if k <= self.modes:
-            order, weights = order[:, :k], weights[:, :k] / weights[:, :k].sum(-1, keepdim=True)
-        else:
-            rank = torch.arange(k, device=obs.device) % self.modes  # (K,)
-            copies = torch.bincount(rank, minlength=self.modes).to(weights)  # (M,)
-            weights, pos = (weights / copies)[:, rank].sort(dim=-1, descending=True, stable=True)
-            order = order[:, rank].gather(1, pos)  # (B, K)
-        idx = order[..., None, None].expand(-1, -1, self.pred_len, 2)  # (B, K, T, 2)
-        traj = to_world(traj_l.gather(1, idx).to(obs.dtype), origin, rot)  # (B, K, T, 2)
+        traj_l, logits, _ = self._modes(obs_l, nbr_l)  # (B, M, T, 2), (B, M)
+        traj_l, weights = top_k_modes(traj_l, torch.softmax(logits.float(), -1), k)
+        traj = to_world(traj_l.to(obs.dtype), origin, rot)  # (B, K, T, 2)
         return Prediction(traj=traj, weights=weights.to(obs.dtype))
 
     def loss(self, obs: torch.Tensor, nbr: torch.Tensor, fut: torch.Tensor) -> torch.Tensor:
         """WTA mean-L2 of the best mode + soft-target cross-entropy + mean-L2 of mode 0."""
+        return self._loss(obs, nbr, fut)[0]
+
+    def _loss(
+        self, obs: torch.Tensor, nbr: torch.Tensor, fut: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> the loss, the errors of every mode (B, M, T) and the context (B, 2H)."""
         self.check_input(obs, nbr)
         obs_l, nbr_l, origin, rot = to_local(obs, nbr)
         fut_l = (fut - origin[:, None]) @ rot.transpose(1, 2)  # (B, T_pred, 2)
         if self.training and self.flip_prob > 0:
-            flip = torch.rand(len(obs), device=obs.device) < self.flip_prob  # (B,)
-            sign = torch.where(flip, -1.0, 1.0).to(obs.dtype)  # (B,)
-            mirror = torch.stack([torch.ones_like(sign), sign], -1)  # (B, 2)
-            obs_l, fut_l = obs_l * mirror[:, None], fut_l * mirror[:, None]
-            nbr_l = nbr_l * mirror[:, None, None]
-        traj_l, logits = self._modes(obs_l, nbr_l)  # (B, M, T, 2), (B, M)
+            obs_l, nbr_l, fut_l = random_mirror(self.flip_prob, obs_l, nbr_l, fut_l)
+        traj_l, logits, ctx = self._modes(obs_l, nbr_l)  # (B, M, T, 2), (B, M), (B, 2H)
         err = (traj_l.float() - fut_l[:, None].float()).norm(dim=-1)  # (B, M, T)
         ade = err.mean(-1)  # (B, M)
         best = ade.argmin(-1)  # (B,)
@@ -180,4 +181,4 @@ class MixtureModel(TrajectoryModel):
         wta = ade[rows, best].mean()
         target = torch.softmax(-ade.detach() / self.tau, -1)  # (B, M)
         ce = F.cross_entropy(logits.float(), target)
-        return wta + ce + self.central_weight * ade[:, 0].mean()
+        return wta + ce + self.central_weight * ade[:, 0].mean(), err, ctx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from trajectory.training.evaluate import evaluate
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "model.pt"
+# The one training configuration: `trajectory run`, the train DAG and the ETH/UCY benchmark all
+# start from it; `trajectory tune` rewrites it (under version control) with the best trial.
+CONFIG_PATH = Path(__file__).with_name("config.json")
 
 
 @dataclass
@@ -49,6 +53,20 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 0 or self.batch_size < 1 or self.patience < 1 or self.lr <= 0:
             raise ConfigError(f"invalid training config: {self}")
+
+    @classmethod
+    def load(cls, path: Path = CONFIG_PATH, **overrides: Any) -> TrainConfig:
+        """The training configuration in `path` (default: the project's one), with overrides;
+        keys that are not fields (such as `provenance`) are notes for the reader."""
+        try:
+            values = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read the training configuration: {err}") from err
+        fields = {f for f in cls.__dataclass_fields__}
+        unknown = set(overrides) - fields
+        if unknown:
+            raise ConfigError(f"unknown training config fields: {sorted(unknown)}")
+        return cls(**{k: v for k, v in values.items() if k in fields} | overrides)
 
 
 @dataclass
@@ -84,11 +102,16 @@ def train(
         generator = loop.seed_everything(config.seed)
         model = build_model(config.model, **args).to(device)
         history: list[dict[str, float]] = []
-        best_epoch = 0
+        best_epoch, calibration = 0, {}
         if model.trainable and config.epochs > 0:
             best_epoch = _fit(
                 model, train_w, val_w, config, device, generator, history, on_epoch, progress
             )
+            if len(val_w):
+                val = [t.to(device) for t in loop.to_tensors(val_w)]
+                calibration = model.calibrate(*val)
+                if calibration:
+                    log.info("calibrated on validation: %s", calibration)
         model.eval()
     seconds = time.perf_counter() - start
     spec_dict = asdict(spec) if spec is not None else _spec_from(train_w)
@@ -100,6 +123,7 @@ def train(
             "window_spec": spec_dict,
             "history": history,
             "best_epoch": best_epoch,
+            "calibration": calibration,
             "train_seconds": seconds,
             "device": str(device),
             "n_train": len(train_w),
@@ -154,7 +178,9 @@ def _fit(
         train_loss = loop.train_epoch(
             model, batches, optimizer, scheduler, device, precision, scaler, config.grad_clip
         )
+        # K=1 is what the model returns for k=1 (for some models not the first of k samples)
         val = evaluate(model, val_w, k=config.val_k, device=device)
+        val |= {key: evaluate(model, val_w, k=1, device=device)[key] for key in ("ade", "fde")}
         row = {
             "epoch": epoch,
             "train_loss": train_loss,
