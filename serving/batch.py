@@ -7,6 +7,11 @@ results are streamed to the output CSV. Windows that straddle chunks are complet
 per-scene carry of the last observed frames, which needs rows sorted by frame within a scene
 (the raw formats are); rows that arrive after their frames were scored are reported.
 
+Time step: as in the ETL, frame ids are timed by TRAJ_FRAME_SECONDS per frame step and
+timestamps are seconds. Scenes at the model's step (`model.spec.dt`) are windowed as they are;
+others are resampled to it (`serving.windowing`), and their output frames are then model steps
+(frame k at k * dt seconds, frame step 1), not the input's frame ids.
+
 Output: one row per agent, window, horizon step and sample:
     scene, agent_id, last_obs_frame, step, frame, sample, weight, x, y
 """
@@ -98,8 +103,8 @@ def score_csv(
     errors_path = output_path.with_name(output_path.stem + ".errors.csv")
     partial = output_path.with_name(output_path.name + ".part")
     progress = BatchProgress(bytes_total=input_path.stat().st_size)
-    stream = StreamingWindows(model.spec)
-    core = settings.trajectory_settings()  # the ETL's validation limits
+    core = settings.trajectory_settings()  # the ETL's validation limits and frame timing
+    stream = StreamingWindows(model.spec, core.frame_seconds)  # resamples to the model's dt
     first_errors: list[LineError] = []
     output_rows = 0
 

@@ -5,6 +5,12 @@ is padded backwards with its first observed step (constant velocity) so the mode
 window; padded points are hidden from the other agents (NaN neighbour frames, as for a
 neighbour that was not seen at a frame in training). All agents of a request form one scene,
 so they are each other's neighbours within the model's neighbour radius at matching frames.
+
+Points are taken to be the model's time step (`spec.dt`) apart unless the request gives `dt`
+or `timestamps`. Then each agent's points are resampled by the ETL's `resample` onto a grid
+of the model's step that ends at the agent's last point, with the model's `max_gap`; the
+agent must have points covering the model's observation span ((obs_len - 1) * dt). Agents
+are then matched as neighbours at the grid frame nearest to their last point's time.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from serving.config import ServingSettings
 from serving.errors import RequestError
 from serving.schemas import PredictRequest
 from trajectory.data import schema as S
+from trajectory.data.resample import TOLERANCE, resample, same_step, segment_starts
 from trajectory.data.windows import WindowSpec, make_windows
 
 REQUEST_SCENE = "request"
@@ -62,7 +69,31 @@ def check_limits(req: PredictRequest, settings: ServingSettings) -> None:
         raise RequestError("variant", f"unknown variant {req.variant!r}")
 
 
-def canonicalize(req: PredictRequest, decimals: int) -> CanonicalRequest:
+def canonicalize(
+    req: PredictRequest, decimals: int, spec: WindowSpec | None = None
+) -> CanonicalRequest:
+    """The request with points at the model's time step (`spec.dt`), coordinates rounded.
+
+    Raises RequestError (422) naming the field when points given at another step cannot be
+    resampled to it; `spec` None accepts only requests without `dt` and `timestamps`.
+    """
+    times = observed_times(req)
+    if times is not None and (req.dt is None or spec is None or not same_step(req.dt, spec.dt)):
+        if spec is None:
+            field = "dt" if req.dt is not None else "agents.0.timestamps"
+            raise RequestError(field, "this endpoint takes points at the model's time step only")
+        points, last_frames = to_model_steps(req, times, spec)
+        return CanonicalRequest(
+            agent_ids=np.array([a.agent_id for a in req.agents], np.int64),
+            last_frames=last_frames,
+            frames_given=[
+                a.timestamps is not None or a.last_frame is not None or req.frame is not None
+                for a in req.agents
+            ],
+            points=[np.round(p, decimals) + 0.0 for p in points],
+            frame_step=1,
+            k=req.k,
+        )
     default_frame = req.frame if req.frame is not None else 0
     return CanonicalRequest(
         agent_ids=np.array([a.agent_id for a in req.agents], np.int64),
@@ -76,6 +107,94 @@ def canonicalize(req: PredictRequest, decimals: int) -> CanonicalRequest:
         frame_step=req.frame_step,
         k=req.k,
     )
+
+
+def observed_times(req: PredictRequest) -> list[np.ndarray] | None:
+    """Seconds of each agent's points when the request times them (`timestamps`, else `dt`
+    with the agents' frames), else None: the points are at the model's step."""
+    given = [a.timestamps is not None for a in req.agents]
+    if any(given):
+        if req.dt is not None:
+            raise RequestError("dt", "give dt or timestamps, not both")
+        if not all(given):
+            missing = given.index(False)
+            raise RequestError(
+                f"agents.{missing}.timestamps", "missing: give timestamps for every agent or none"
+            )
+        out = []
+        for i, agent in enumerate(req.agents):
+            t = np.asarray(agent.timestamps, np.float64)
+            if len(t) != len(agent.points):
+                raise RequestError(
+                    f"agents.{i}.timestamps", f"{len(t)} timestamps for {len(agent.points)} points"
+                )
+            back = np.flatnonzero(np.diff(t) <= 0)
+            if len(back):
+                j = int(back[0]) + 1
+                raise RequestError(
+                    f"agents.{i}.timestamps",
+                    f"not increasing: timestamp {j} ({t[j]:g} s) is not after {t[j - 1]:g} s",
+                )
+            out.append(t)
+        return out
+    if req.dt is None:
+        return None
+    default_frame = req.frame if req.frame is not None else 0
+    out = []
+    for agent in req.agents:
+        frame = agent.last_frame if agent.last_frame is not None else default_frame
+        back = np.arange(len(agent.points) - 1, -1, -1)  # points before the last one
+        out.append((frame / req.frame_step - back) * req.dt)
+    return out
+
+
+def to_model_steps(
+    req: PredictRequest, times: list[np.ndarray], spec: WindowSpec
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """(points of each agent at spec.dt, ending at its last point; the grid frame of each
+    agent's last point), or RequestError naming the field when the points cannot cover the
+    model's observation span."""
+    need = (spec.obs_len - 1) * spec.dt
+    lengths = [len(t) for t in times]
+    group = np.repeat(np.arange(len(times)), lengths)  # (n,)
+    rel = np.concatenate([t - t[-1] for t in times])  # (n,) seconds, 0 at each last point
+    xy = np.concatenate([np.asarray(a.points, np.float64) for a in req.agents])  # (n, 2)
+    starts = segment_starts(rel, group, spec.max_gap)
+    first = np.cumsum([0, *lengths[:-1]])
+    for i, agent in enumerate(req.agents):
+        own = starts[first[i] : first[i] + lengths[i]]
+        seg = int(np.flatnonzero(own)[-1])  # first point of the agent's last segment
+        cover = -float(rel[first[i] + seg])
+        if cover >= need - TOLERANCE:
+            continue
+        where = f"agents.{i}.timestamps" if agent.timestamps is not None else f"agents.{i}.points"
+        if req.dt is not None and req.dt > spec.max_gap + TOLERANCE:
+            raise RequestError(
+                "dt",
+                f"{req.dt:g} s between points is more than the {spec.max_gap:g} s gap the "
+                f"model's resampling bridges (model dt {spec.dt:g} s)",
+            )
+        gap = ""
+        if seg:
+            jump = float(rel[first[i] + seg] - rel[first[i] + seg - 1])
+            gap = (
+                f" after a gap of {jump:.4g} s before point {seg} (more than "
+                f"{spec.max_gap:g} s is not interpolated)"
+            )
+        what = "covers" if req.dt is None else f"{lengths[i]} points {req.dt:g} s apart cover"
+        raise RequestError(
+            where, f"{what} {cover:.4g} s{gap}, the model needs {need:.4g} s at dt {spec.dt:g} s"
+        )
+    r = resample(rel, xy, group, dt=spec.dt, max_gap=spec.max_gap)
+    last_segment = np.zeros(len(times), np.int64)
+    np.maximum.at(last_segment, r.group, r.segment)
+    keep = r.segment == last_segment[r.group]
+    points = [r.xy[keep & (r.group == i)] for i in range(len(times))]
+    last = np.array([t[-1] for t in times]) / spec.dt  # (A,) in model steps
+    if np.abs(last).max() > 2**53:
+        field = "dt" if req.dt is not None else "agents.0.timestamps"
+        raise RequestError(field, f"times beyond {2**53 * spec.dt:.3g} s are not supported")
+    return points, np.rint(last).astype(np.int64)
 
 
 def full_track(points: np.ndarray, obs_len: int) -> np.ndarray:

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from serving.cache import cache_key
-from serving.errors import NotReadyError
+from serving.errors import NotReadyError, RequestError
 from serving.inference import CanonicalRequest, canonicalize, check_limits
 from serving.predictions_log import Row
 from serving.registry import ServedModel
 from serving.routing import hash_routing_key
 from serving.schemas import PredictRequest
 from serving.state import ServingState
+from trajectory.data.resample import same_step
 
 Predictions = list[dict[str, Any]]
 
@@ -86,7 +87,7 @@ async def predict_request(
     check_limits(req, settings)
     key = routing_key(req, client_id)
     variant, assignment, model = choose_model(state, req.variant, key)
-    canon = canonicalize(req, settings.cache_decimals)
+    canon = canonicalize(req, settings.cache_decimals, model.spec)  # at the model's dt
     scored = await score_request(state, model, canon)
     head = {
         "request_id": request_id,
@@ -94,6 +95,7 @@ async def predict_request(
         "model": {"name": model.name, "version": model.version},
         "cached": scored.hit,
         "k": req.k,
+        "dt": model.spec.dt,
     }
     body = json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"predictions":'
     body += scored.json + b"}"
@@ -102,15 +104,34 @@ async def predict_request(
         "request_id": request_id,
         "routing_key_hash": hash_routing_key(key),
         "scene": req.scene,
-        "frame_step": req.frame_step,
+        "frame_step": canon.frame_step,  # 1 when resampled: frames count model steps
     }
     state.log.record(_rows(common, variant, assignment, model, canon, scored, latency_ms))
     state.metrics.predictions.labels(variant, "false").inc(len(canon.agent_ids))
     for shadow in settings.shadow_variants:
         shadow_model = state.variants.get(shadow)
         if shadow != variant and shadow_model is not None:
-            state.spawn(_shadow(state, shadow, shadow_model, canon, common))
+            shadow_canon = _at_step_of(shadow_model, model, req, canon, settings.cache_decimals)
+            if shadow_canon is not None:
+                state.spawn(_shadow(state, shadow, shadow_model, shadow_canon, common))
     return PredictOutcome(body=body, variant=variant, cached=scored.hit)
+
+
+def _at_step_of(
+    shadow: ServedModel,
+    served: ServedModel,
+    req: PredictRequest,
+    canon: CanonicalRequest,
+    decimals: int,
+) -> CanonicalRequest | None:
+    """The request at the shadow model's time step; None (not scored) when the shadow has
+    another step and the request's points cannot be resampled to it."""
+    if same_step(shadow.spec.dt, served.spec.dt):
+        return canon
+    try:
+        return canonicalize(req, decimals, shadow.spec)
+    except RequestError:
+        return None
 
 
 async def score_request(state: ServingState, model: ServedModel, canon: CanonicalRequest) -> Scored:

@@ -44,6 +44,8 @@ class ServedModel:
             "uri": self.uri,
             "obs_len": self.spec.obs_len,
             "pred_len": self.spec.pred_len,
+            "dt": self.spec.dt,  # seconds per step of its inputs and forecasts
+            "max_gap": self.spec.max_gap,  # longest gap (s) resampling to dt bridges
             "loaded_at": self.loaded_at,
         }
 

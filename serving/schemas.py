@@ -12,7 +12,7 @@ Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class AgentTrack(BaseModel):
-    """One agent's observed positions, oldest first, one per frame step."""
+    """One agent's observed positions, oldest first, one per frame step (or at `timestamps`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -21,10 +21,24 @@ class AgentTrack(BaseModel):
     last_frame: Int64 | None = Field(
         None, description="frame of the last point (default: the request's `frame`)"
     )
+    timestamps: list[FiniteFloat] | None = Field(
+        None,
+        description="seconds of each point, increasing, on a clock shared by the request's "
+        "agents (give them for every agent or for none; not with `dt`): the points are "
+        "resampled to the model's time step, and frames are not used",
+    )
 
 
 class PredictRequest(BaseModel):
-    """Agents observed together: each is the others' neighbour at matching frames."""
+    """Agents observed together: each is the others' neighbour at matching frames.
+
+    Time step: points are taken to be the model's time step apart (the response's `dt`;
+    0.4 s for ETH/UCY models) unless the request says otherwise with `dt` (seconds between
+    consecutive points) or per-point `timestamps`. Points at another step are resampled to
+    the model's by linear interpolation, never across a gap longer than the model's
+    `max_gap`; each agent then needs points covering (obs_len - 1) * dt seconds, else the
+    answer is 422 naming the field and the mismatch. Forecasts are always at the model's dt.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -32,6 +46,14 @@ class PredictRequest(BaseModel):
     scene: str | None = Field(None, max_length=200)
     frame: Int64 | None = Field(None, description="frame of every agent's last point")
     frame_step: int = Field(1, ge=1, le=1_000_000, description="frame numbers per point")
+    dt: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
+        description="seconds between consecutive points (default: the model's time step); "
+        "points at another step are resampled to the model's",
+    )
     k: int = Field(1, ge=1, description="samples per agent")
     routing_key: str | None = Field(None, max_length=200)
     variant: str | None = Field(None, max_length=64, description="force a variant (tests, QA)")
@@ -55,6 +77,10 @@ class PredictResponse(BaseModel):
     model: ModelRef
     cached: bool
     k: int
+    dt: float = Field(
+        description="seconds between forecast points, the model's time step: point j of a "
+        "forecast is (j + 1) * dt after the agent's last observed point"
+    )
     predictions: list[AgentPrediction]
 
 

@@ -9,7 +9,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,7 +28,15 @@ class Settings(BaseSettings):
     stride: int = Field(1, ge=1)
     neighbour_radius: float = Field(5.0, gt=0, description="metres, at the last observed frame")
     max_neighbours: int = Field(8, ge=0)
-    frame_seconds: float = Field(0.4, gt=0, description="seconds per frame step of raw data")
+    frame_seconds: float = Field(
+        0.4, gt=0, description="seconds per frame step of raw data with frame ids (per dataset)"
+    )
+    dt: float = Field(
+        0.4, gt=0, description="seconds between a model's steps; other tracks are resampled"
+    )
+    max_gap_seconds: float = Field(
+        1.0, gt=0, description="resampling never interpolates across a longer gap in a track"
+    )
 
     # validation
     max_speed: float = Field(12.0, gt=0, description="m/s; a faster jump is rejected")
@@ -42,6 +50,9 @@ class Settings(BaseSettings):
     # training
     seed: int = 0
     device: str = Field("auto", description="auto, cpu or cuda")
+    optuna_storage: str | None = Field(
+        None, description="Optuna RDB URL of `trajectory tune`; default <work_dir>/optuna.db"
+    )
 
     # tracking
     mlflow_tracking_uri: str | None = None
@@ -57,6 +68,16 @@ class Settings(BaseSettings):
         if value not in {"auto", "cpu", "cuda"} and not value.startswith("cuda:"):
             raise ValueError(f"TRAJ_DEVICE must be auto, cpu or cuda[:N], got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _resamplable(self) -> Settings:
+        if abs(self.frame_seconds - self.dt) > 1e-9 and self.frame_seconds > self.max_gap_seconds:
+            raise ValueError(
+                f"TRAJ_FRAME_SECONDS={self.frame_seconds:g} differs from TRAJ_DT={self.dt:g} and "
+                f"is longer than TRAJ_MAX_GAP_SECONDS={self.max_gap_seconds:g}: every step of "
+                "the raw tracks would be a gap, so nothing could be resampled"
+            )
+        return self
 
     @property
     def window_len(self) -> int:

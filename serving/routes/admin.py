@@ -116,7 +116,8 @@ async def warm_cache(body: CacheWarm, state: StateDep, caller: AdminCaller) -> C
     for req in body.requests:
         check_limits(req, state.settings)
         _, _, model = choose_model(state, req.variant, routing_key(req, None))
-        scored = await score_request(state, model, canonicalize(req, state.settings.cache_decimals))
+        canon = canonicalize(req, state.settings.cache_decimals, model.spec)  # as predict does
+        scored = await score_request(state, model, canon)
         hits += scored.hit
     n = len(body.requests)
     return CacheWarmed(requests=n, already_cached=hits, scored=n - hits)

@@ -90,6 +90,8 @@ def test_eth_manifest_content(eth_runs: tuple[EtlResult, EtlResult, dict]) -> No
         "stride": 1,
         "neighbour_radius": 5.0,
         "max_neighbours": 8,
+        "dt": 0.4,
+        "max_gap": 1.0,
     }
     assert len(manifest["files"]) == 15 and not any(f["error"] for f in manifest["files"])
     assert manifest["files"][0]["path"] == "test/biwi_eth.txt"

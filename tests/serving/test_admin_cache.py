@@ -84,6 +84,20 @@ def test_warm_fills_the_cache_without_logging_predictions(
     assert audit[0]["detail"] == {"requests": 2}
 
 
+def test_warm_takes_dt_and_timestamps_as_predict_does(client: TestClient) -> None:
+    at_half = {"agents": [walk(1, n=10), walk(2, n=10, y=1.0)], "dt": 0.5}  # 4.5 s of points
+    t = [0.0, 0.3, 0.9, 1.2, 1.7, 2.0, 2.6, 3.1]
+    timed = {"agents": [{"agent_id": 3, "points": [[0.5 * s, 0.0] for s in t], "timestamps": t}]}
+    response = client.post("/v1/admin/cache/warm", json={"requests": [at_half, timed]},
+                           headers=ADMIN)
+    assert response.status_code == 200, response.text
+    assert response.json() == {"requests": 2, "already_cached": 0, "scored": 2}
+    assert eventually_hit(client, at_half) and eventually_hit(client, timed)  # same cache keys
+    too_sparse = {"agents": [walk(1)], "dt": 1.5}  # 1.5 s steps: more than the model's max_gap
+    response = client.post("/v1/admin/cache/warm", json={"requests": [too_sparse]}, headers=ADMIN)
+    assert response.status_code == 422 and '"dt"' in response.text
+
+
 def test_warm_checks_limits_and_variants(client: TestClient) -> None:
     too_many = {"requests": [{"agents": [walk(i) for i in range(100)]}]}
     response = client.post("/v1/admin/cache/warm", json=too_many, headers=ADMIN)

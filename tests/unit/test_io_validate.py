@@ -117,13 +117,14 @@ def test_bad_lines_in_a_large_file_are_found_chunk_by_chunk(
     assert len(result.tracks) == 180 - 3 and result.tracks.index.is_monotonic_increasing
 
 
-def test_csv_with_timestamps_becomes_frames(tmp_path: Path) -> None:
+def test_csv_with_timestamps_keeps_seconds_and_frames_in_milliseconds(tmp_path: Path) -> None:
     path = tmp_path / "cam.csv"
     path.write_text(
         "scene,timestamp,agent_id,x,y\ns1,0.0,1,0,0\ns1,0.4,1,0.5,0\ns2,0.8,7,1.0,0\ns1,0.8,1,abc,0\n"
     )
     result = read_tracks(path, settings=SETTINGS)
-    assert result.tracks["frame"].tolist() == [0, 1, 2]
+    assert result.tracks["frame"].tolist() == [0, 400, 800]
+    assert result.tracks["time"].tolist() == [0.0, 0.4, 0.8]
     assert result.tracks["scene"].tolist() == ["s1", "s1", "s2"]
     assert result.tracks.index.tolist() == [2, 3, 4]  # the header is line 1
     assert result.rejects["line"].tolist() == [5]

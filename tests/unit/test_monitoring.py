@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -132,17 +133,18 @@ def test_live_errors_of_nothing_is_an_empty_frame() -> None:
     assert live.summarize_live(live.live_errors(rows, _line_tracks())) == []
 
 
-def test_served_features_rebuild_windows_with_request_neighbours() -> None:
-    walk = np.stack([np.arange(8) * 0.4, np.zeros(8)], -1)  # 1 m/s at 0.4 s per frame
+@pytest.mark.parametrize(("dt", "speed"), [(0.4, 1.0), (0.5, 0.8)])
+def test_served_features_rebuild_windows_with_request_neighbours(dt: float, speed: float) -> None:
+    walk = np.stack([np.arange(8) * 0.4, np.zeros(8)], -1)  # 0.4 m per model step
     rows = pd.DataFrame([
         _log_row(70, walk[None], observed=walk, agent=1),
         _log_row(70, walk[None], observed=walk + [0.0, 2.0], agent=2),
         _log_row(70, walk[None], observed=walk, agent=1, variant="shadow"),  # same input
         _log_row(70, walk[None], observed=walk[:3], agent=3, request="short"),  # too short
     ])
-    features = live.served_features(rows, SPEC, frame_seconds=0.4)
+    features = live.served_features(rows, replace(SPEC, dt=dt))  # logged points are dt apart
     assert len(features) == 2
-    assert features["speed"].to_numpy() == pytest.approx([1.0, 1.0])
+    assert features["speed"].to_numpy() == pytest.approx([speed, speed])
     assert list(features["neighbour_count"]) == [1, 1]
     assert features["nearest_neighbour_distance"].to_numpy() == pytest.approx([2.0, 2.0])
 

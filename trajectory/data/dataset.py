@@ -6,6 +6,10 @@ Layout (written by `etl.run_etl`):
   <dir>/rejects.parquet                                      file, line, reason, raw
   <dir>/manifest.json                                        counts, spec, hashes, data_version
 
+Tracks off the model's time grid (timestamps, or frames of a step other than `spec.dt`) are
+first resampled to it (`resample.resample_tracks`); their windows' frames then count steps
+of `spec.dt` (frame k is at k * dt seconds). Tracks already at `spec.dt` keep their frames.
+
 Splits: a file under a folder named train, val or test keeps that split. Other scenes are
 split by time: windows lying wholly in the first 70% of the scene's frame range are train,
 the next 15% val, the last 15% test; windows that cross a boundary are dropped.
@@ -31,11 +35,12 @@ import pyarrow.parquet as pq
 from trajectory.data import schema as S
 from trajectory.data.features import motion_features
 from trajectory.data.io import SPLITS
+from trajectory.data.resample import resample_tracks
 from trajectory.data.windows import Windows, WindowSpec, frame_step, make_windows
 from trajectory.exceptions import DataError, NoWindowsError
 
 MANIFEST_FILE, REJECTS_FILE = "manifest.json", "rejects.parquet"
-ETL_FORMAT = 1  # bump when the same input and settings would give different output
+ETL_FORMAT = 2  # bump when the same input and settings would give different output
 TIME_SPLIT = (0.70, 0.15, 0.15)
 BLOCK_ROWS = 100_000  # track rows windowed at once: bounds a scene's memory
 PARTITIONING = pads.partitioning(
@@ -59,10 +64,13 @@ def load_windows(
     """
     root = Path(windows_dir)
     scenes = None if scenes is None else list(scenes)
-    made_with = read_manifest(root)["window_spec"]
+    made_with = asdict(WindowSpec.from_dict(read_manifest(root)["window_spec"]))
     if made_with != asdict(spec):
         raise DataError(f"{root} was made with window spec {made_with}, not {asdict(spec)}")
-    files = sorted(str(p) for p in root.glob(f"{S.SCENE}=*/{S.SPLIT}=*/*.parquet"))
+    # only the asked split's files are opened (a tuning job must not touch test data at all)
+    files = sorted(str(p) for p in root.glob(f"{S.SCENE}=*/{S.SPLIT}={split or '*'}/*.parquet"))
+    if not files:
+        raise NoWindowsError(f"{root}: no windows for split={split!r}, scenes={scenes!r}")
     filters = []
     if split is not None:
         filters.append(pads.field(S.SPLIT) == split)
@@ -87,11 +95,16 @@ def write_scene_windows(
 ) -> dict[str, int]:
     """Window one scene's valid rows block by block in time and write them; counts per split.
 
+    `frame_seconds` is the duration of the rows' frame step; rows at another step than
+    `spec.dt`, or timed by timestamps, are resampled to `spec.dt` first.
     Cutting by time is exact: a block holds every row a window starting in it can touch, and
     the stride is counted from the scene's first frame, as `make_windows` does for a scene.
     `split` is the folder split (None: split by time); files are named part-<part>-<block>.
     The scene's folder name is URI-encoded, as pyarrow's hive partitioning expects.
     """
+    tracks = resample_tracks(tracks, frame_seconds=frame_seconds, dt=spec.dt, max_gap=spec.max_gap)
+    if not len(tracks):
+        return {}
     tracks = tracks.sort_values(S.FRAME, kind="stable")
     f = tracks[S.FRAME].to_numpy(np.int64)
     step = frame_step(f, tracks[S.AGENT].to_numpy(np.int64))
@@ -110,7 +123,7 @@ def write_scene_windows(
             chosen = np.flatnonzero(keep & (names == name))
             if len(chosen):
                 path = scene_dir / f"{S.SPLIT}={name}" / f"part-{part}-{block:05d}.parquet"
-                _write_part(w.take(chosen), path, frame_seconds)
+                _write_part(w.take(chosen), path, spec.dt)
                 counts[name] = counts.get(name, 0) + len(chosen)
     return counts
 
@@ -130,9 +143,9 @@ def assign_splits(
     return out
 
 
-def _write_part(windows: Windows, path: Path, frame_seconds: float) -> None:
+def _write_part(windows: Windows, path: Path, dt: float) -> None:
     table = window_table(windows)
-    features = motion_features(windows.obs, windows.nbr, frame_seconds)
+    features = motion_features(windows.obs, windows.nbr, dt)
     for name in features.columns:
         table = table.append_column(name, pa.array(features[name].to_numpy()))
     path.parent.mkdir(parents=True, exist_ok=True)

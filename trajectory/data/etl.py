@@ -4,7 +4,8 @@ Tasks (Dask runs them on a cluster; `engine="pandas"` runs the same functions on
 another in this process, so the two differ only in how tasks run):
   read   one per raw file: parse and validate (`io.read_tracks`), write the file's rejects
   scene  one per (scene, folder split): gather the scene's rows from all its files, check
-         duplicates and jumps across files, then `dataset.write_scene_windows`
+         duplicates and jumps across files, then `dataset.write_scene_windows` (which first
+         resamples tracks recorded at another step than the model's `dt`)
 The driver plans, collects counts and writes the manifest; track rows never pass through
 it. Tasks are submitted scene by scene, so a scene's files are read just before its scene
 task, and finished scenes free their rows. The layout and the splits are described in

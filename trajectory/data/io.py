@@ -4,8 +4,11 @@ Formats:
   text  `frame agent_id x y` per line, tab or whitespace separated (the ETH/UCY files); the
         scene is the file stem without a trailing `_partNN`, `_train` or `_val`.
   CSV   (`.csv`) a header naming `agent_id, x, y`, one of `frame` / `timestamp`, optionally
-        `scene` (else the file's scene as for text). A timestamp in seconds becomes frame
-        `round(timestamp / frame_seconds)`, so the CSV's frame step is 1. No quoting.
+        `scene` (else the file's scene as for text). A timestamp in seconds is kept in the
+        rows' `time` column, and their frame is the timestamp in milliseconds (what the
+        order and duplicate checks compare). No quoting.
+Frame ids are timed by TRAJ_FRAME_SECONDS per frame step (`resample.track_seconds`); the ETL
+resamples tracks to the model's step, the reader returns them as recorded.
 
 A file is read in chunks of whole lines. Pandas' C parser takes each chunk; a chunk it
 cannot parse cleanly is halved until the bad lines sit in small pieces, which are parsed
@@ -118,7 +121,7 @@ def read_tracks(
     if rows_in == 0:
         raise InputFileError(f"{path}: empty file (no data lines)")
 
-    parsed = _finish_columns(parsed, layout, path, scene, settings.frame_seconds)
+    parsed = _finish_columns(parsed, layout, path, scene)
     valid, reasons = validate_tracks(
         parsed, max_speed=settings.max_speed, frame_seconds=settings.frame_seconds
     )
@@ -289,21 +292,26 @@ def _convert(fields: list[str], names: list[str]) -> tuple[list[str | float], st
 
 
 def _finish_columns(
-    parsed: pd.DataFrame, layout: _Layout, path: Path, scene: str | None, frame_seconds: float
+    parsed: pd.DataFrame, layout: _Layout, path: Path, scene: str | None
 ) -> pd.DataFrame:
-    """TRACK_COLUMNS with the scene filled in and timestamps turned into frames."""
+    """TRACK_COLUMNS with the scene filled in; timestamps become `time` and frames in ms."""
     out = pd.DataFrame(index=parsed.index)
     if scene is not None or S.SCENE not in parsed:
         name = scene or scene_from_path(path)
         out[S.SCENE] = pd.Categorical.from_codes(np.zeros(len(parsed), np.int8), [name])
     else:
         out[S.SCENE] = parsed[S.SCENE]
+    seconds = None
     if S.FRAME in parsed:
         out[S.FRAME] = parsed[S.FRAME]
     else:
-        out[S.FRAME] = np.round(parsed[TIMESTAMP].to_numpy(np.float64) / frame_seconds)
+        seconds = parsed[TIMESTAMP].to_numpy(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # left to the value checks
+            out[S.FRAME] = np.round(seconds * 1000.0)
     for col in NUMERIC[1:]:
         out[col] = parsed[col]
+    if seconds is not None:
+        out[S.TIME] = seconds
     return out
 
 

@@ -6,6 +6,9 @@ import numpy as np
 
 SCENE, FRAME, AGENT, X, Y = "scene", "frame", "agent_id", "x", "y"
 TRACK_COLUMNS = [SCENE, FRAME, AGENT, X, Y]
+# optional float64 track column: seconds, for rows read from timestamps (their frame is then
+# the timestamp in milliseconds); rows without it are timed by their frame (see `resample`)
+TIME = "time"
 TRACK_DTYPES: dict[str, type | str] = {
     SCENE: "string",
     FRAME: np.int64,

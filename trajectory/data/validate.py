@@ -9,9 +9,12 @@ Checks, in order, each on the rows the previous ones kept:
   not finite / not an integer  NaN or inf in any number, or a fractional frame or agent id
   out of order                 a frame lower than an earlier frame of the same agent
   duplicate                    a second row for the same (scene, agent_id, frame)
-  impossible jump              faster than `max_speed` from the agent's last kept point; only
-                               the later point is rejected, and the next point is compared with
-                               the last kept one (a single spike costs one row, not two)
+  impossible jump              faster than `max_speed` from the agent's last kept point, over
+                               the real elapsed time (`resample.track_seconds`: timestamps, or
+                               frames at `frame_seconds` per frame step); only the later point
+                               is rejected, and the next point is compared with the last kept
+                               one (a single spike costs one row, not two)
+Rows read from timestamps keep their `time` column (seconds) in the valid rows.
 Everything is vectorised, except that the jump check walks, point by point, the tracks that
 have a violation (from their first one on).
 """
@@ -24,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from trajectory.data import schema as S
-from trajectory.data.windows import frame_step
+from trajectory.data.resample import scene_codes, track_seconds
 
 REASONS = (
     "column count",
@@ -66,7 +69,8 @@ def validate_tracks(
         if len(found):
             reasons.append(found)
             ok = ok[~ok.index.isin(found.index)]
-    valid = ok.astype({c: S.TRACK_DTYPES[c] for c in S.TRACK_COLUMNS})[S.TRACK_COLUMNS]
+    columns = S.TRACK_COLUMNS + ([S.TIME] if S.TIME in ok else [])
+    valid = ok.astype({c: S.TRACK_DTYPES.get(c, np.float64) for c in columns})[columns]
     all_reasons = pd.concat(reasons) if reasons else _NONE
     return valid, all_reasons.rename("reason")
 
@@ -123,19 +127,19 @@ def check_duplicates(
 def check_jumps(rows: pd.DataFrame, *, max_speed: float, frame_seconds: float) -> pd.Series:
     """Points reached faster than `max_speed` m/s from the agent's last kept point.
 
-    A frame gap of one scene frame step (see `windows.frame_step`) lasts `frame_seconds`.
-    Rows must hold no duplicate (scene, agent_id, frame). Speeds are vectorised; only the
-    tracks with a violation are walked point by point, from their first violation on.
+    Speeds divide by the real elapsed time (`resample.track_seconds`): a row's `time`, else
+    its frame at `frame_seconds` per scene frame step. Rows must hold no duplicate (scene,
+    agent_id, frame). Speeds are vectorised; only the tracks with a violation are walked
+    point by point, from their first violation on.
     """
     if len(rows) < 2:
         return _NONE
     order, same = _agent_order(rows, by_frame=True)
-    f = rows[S.FRAME].to_numpy(np.float64)[order]
+    t = track_seconds(rows, frame_seconds)[order]  # (n,) seconds
     xy = rows[[S.X, S.Y]].to_numpy(np.float64)[order]
-    seconds = frame_seconds / _step_per_row(rows, order)  # (n,) seconds per frame unit
     speed = np.zeros(len(order))
     with np.errstate(divide="ignore", invalid="ignore"):  # dt <= 0 only between agents
-        speed[1:] = np.linalg.norm(np.diff(xy, axis=0), axis=1) / (np.diff(f) * seconds[1:])
+        speed[1:] = np.linalg.norm(np.diff(xy, axis=0), axis=1) / np.diff(t)
     viol = same & (speed > max_speed)
     if not viol.any():
         return _NONE
@@ -145,8 +149,7 @@ def check_jumps(rows: pd.DataFrame, *, max_speed: float, frame_seconds: float) -
     for first in _first_per_group(np.flatnonzero(viol), group):
         kept = first - 1
         for i in range(first, ends[first]):
-            dt = (f[i] - f[kept]) * seconds[i]
-            v = float(np.hypot(*(xy[i] - xy[kept]))) / dt
+            v = float(np.hypot(*(xy[i] - xy[kept]))) / (t[i] - t[kept])
             if v > max_speed:
                 rejected[i] = v
             else:
@@ -168,7 +171,7 @@ def _first_per_group(positions: np.ndarray, group: np.ndarray) -> np.ndarray:
 def _agent_order(rows: pd.DataFrame, *, by_frame: bool) -> tuple[np.ndarray, np.ndarray]:
     """Row positions sorted by (scene, agent[, frame]) keeping row order in ties, and a mask
     that is True where a sorted row has the same scene and agent as the row before it."""
-    scene = _scene_codes(rows)
+    scene = scene_codes(rows)
     agent = rows[S.AGENT].to_numpy(np.float64)
     keys = (rows[S.FRAME].to_numpy(np.float64), agent, scene) if by_frame else (agent, scene)
     order = np.lexsort(keys)  # stable: ties keep row order
@@ -183,25 +186,6 @@ def _group_cummax_exclusive(values: np.ndarray, same: np.ndarray) -> np.ndarray:
     out = np.full(len(values), -np.inf)
     out[1:] = np.where(same[1:], running[:-1], -np.inf)
     return out
-
-
-def _step_per_row(rows: pd.DataFrame, order: np.ndarray) -> np.ndarray:
-    """Each sorted row's scene frame step (frame units per `frame_seconds`)."""
-    steps = np.empty(len(rows), np.float64)
-    codes = _scene_codes(rows)[order]
-    f = rows[S.FRAME].to_numpy(np.int64)[order]
-    a = rows[S.AGENT].to_numpy(np.int64)[order]
-    for code in np.unique(codes):
-        mask = codes == code
-        steps[mask] = frame_step(f[mask], a[mask])
-    return steps
-
-
-def _scene_codes(rows: pd.DataFrame) -> np.ndarray:
-    column = rows[S.SCENE]
-    if isinstance(column.dtype, pd.CategoricalDtype):
-        return column.cat.codes.to_numpy()
-    return pd.factorize(column)[0]
 
 
 def _line(label: Hashable) -> str:

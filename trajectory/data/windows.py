@@ -6,7 +6,9 @@ call `make_windows`, so what a model sees at training time is what it sees when 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,13 +19,20 @@ from trajectory.exceptions import DataError
 
 @dataclass(frozen=True)
 class WindowSpec:
-    """How windows are cut: lengths in frames, neighbour search radius and count."""
+    """How windows are cut: lengths in steps of `dt` seconds, neighbour search radius and
+    count, and the longest gap (seconds) that resampling to `dt` may interpolate across.
+
+    A model's checkpoint stores its spec, so the model records its time step; a spec saved
+    before `dt` existed reads as 0.4 s, the ETH/UCY step every such model was trained on.
+    """
 
     obs_len: int = 8
     pred_len: int = 12
     stride: int = 1
     neighbour_radius: float = 5.0
     max_neighbours: int = 8
+    dt: float = 0.4
+    max_gap: float = 1.0
 
     @classmethod
     def from_settings(cls, settings) -> WindowSpec:
@@ -33,7 +42,15 @@ class WindowSpec:
             stride=settings.stride,
             neighbour_radius=settings.neighbour_radius,
             max_neighbours=settings.max_neighbours,
+            dt=settings.dt,
+            max_gap=settings.max_gap_seconds,
         )
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> WindowSpec:
+        """A spec saved with `asdict`; unknown keys are ignored, missing ones take defaults."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in known})
 
 
 @dataclass

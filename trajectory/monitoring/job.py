@@ -147,12 +147,12 @@ def _drift(rows: pd.DataFrame, windows_dir: Path, spec: WindowSpec, settings: Se
 
     if rows.empty:
         return None
-    current = served_features(rows, spec, settings.frame_seconds)
+    current = served_features(rows, spec)
     if len(current) < monitor.min_drift_rows:
         log.info("drift not judged: %d served windows < %d", len(current), monitor.min_drift_rows)
         return None
     train = load_windows(windows_dir, spec, split="train")
-    reference = motion_features(train.obs, train.nbr, settings.frame_seconds)
+    reference = motion_features(train.obs, train.nbr, spec.dt)  # windows are spec.dt apart
     return drift_report(reference, current, out_dir, method=monitor.drift_method,
                         threshold=monitor.drift_threshold, seed=settings.seed)
 

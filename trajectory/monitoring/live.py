@@ -108,9 +108,14 @@ def summarize_live(errors: pd.DataFrame) -> list[dict[str, object]]:
     ]
 
 
-def served_features(log_rows: pd.DataFrame, spec: WindowSpec, frame_seconds: float) -> pd.DataFrame:
+def served_features(log_rows: pd.DataFrame, spec: WindowSpec) -> pd.DataFrame:
     """Motion features of what the service was given: each logged agent's last `obs_len`
-    observed points, with the other agents of its request as neighbours."""
+    observed points, with the other agents of its request as neighbours.
+
+    The log holds the points the model scored, which are `spec.dt` apart whatever step the
+    request came at (the service resamples to the model's step before it logs), so speeds
+    divide by the model's step, as the training features do.
+    """
     tracks, steps = _request_tracks(log_rows)
     if tracks.empty:
         return pd.DataFrame(columns=S.FEATURE_COLUMNS)
@@ -122,7 +127,7 @@ def served_features(log_rows: pd.DataFrame, spec: WindowSpec, frame_seconds: flo
         ends = part.groupby([S.SCENE, S.AGENT])[S.FRAME].max()
         keep = last == ends.reindex(list(zip(windows.scene, windows.agent_id))).to_numpy()
         if keep.any():
-            parts.append(motion_features(windows.obs[keep], windows.nbr[keep], frame_seconds))
+            parts.append(motion_features(windows.obs[keep], windows.nbr[keep], spec.dt))
     if not parts:
         raise DataError(f"no logged input has the {spec.obs_len} observed points a window needs")
     return pd.concat(parts, ignore_index=True)
