@@ -1,8 +1,9 @@
 """ETH/UCY leave-one-scene-out benchmark: train on train/, stop early on val/, score test/.
 
 `run_eth_ucy` reads `<data>/<scene>/{train,val,test}/*.txt`, cuts 8 -> 12 windows with stride 1
-(the shared `make_windows`), scores Constant Velocity at K=1 and learned models at K=1 and
-best-of-20, and merges the result into a JSON file per model.
+(the shared `make_windows`), scores every model with `score_model` (K=1 and best-of-20 ADE/FDE,
+brier-minFDE, miss rate, and NLL with its scale fitted on the fold's val/ windows), and merges
+the result into a JSON file per model.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import subprocess
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -22,12 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from trajectory.data import schema as S
 from trajectory.data.io import read_tracks
 from trajectory.data.windows import Windows, WindowSpec, make_windows
 from trajectory.exceptions import InputFileError
-from trajectory.training.evaluate import evaluate
+from trajectory.training.evaluate import BEST_OF, score_model
 from trajectory.training.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -35,10 +39,7 @@ log = logging.getLogger(__name__)
 SCENES = ("eth", "hotel", "univ", "zara1", "zara2")
 SPLITS = ("train", "val", "test")
 SPEC = WindowSpec(obs_len=8, pred_len=12, stride=1)
-BEST_OF = 20
-# sized so that the five folds of one seed train in about 10 minutes on one core of the shared
-# 2-core box; one intra-op thread, because two threads there ran up to 7x slower under load
-BENCH_CONFIG = TrainConfig(epochs=12, batch_size=256, lr=2e-3, patience=5, num_threads=1)
+SCALARS = ("brier_min_fde_20", "nll", "miss_rate_20")  # one number per scene: {scenes, avg}
 
 
 def read_split(data_dir: Path, scene: str, split: str) -> pd.DataFrame:
@@ -90,16 +91,21 @@ def run_eth_ucy(
     progress: bool = True,
     scenes: Sequence[str] = SCENES,
     config: TrainConfig | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run the protocol for each model and merge the entries into `output` (JSON).
+
+    `jobs` > 1 trains that many (seed, scene) folds at once in worker processes, each with the
+    config's thread count; the scores do not depend on it.
 
     `seed` is one seed or several: a learned model is trained once per scene and seed, its
     scores are means over seeds (with `k1_std`/`k20_std` when there are several) and
     `train_seconds` is the mean wall time per scene. `config` overrides the training defaults
-    `BENCH_CONFIG` (its model, seed and device are set here; `epochs` overrides its epochs).
+    the project's training configuration (`TrainConfig.load()`; its model, seed and device are
+    set here; `epochs` overrides its epochs).
     """
     seeds = [seed] if isinstance(seed, int) else list(seed)
-    base = config or BENCH_CONFIG
+    base = config or TrainConfig.load()
     base = replace(base, epochs=base.epochs if epochs is None else epochs, device=device)
     scenes = list(scenes)
     folds = {scene: scene_windows(data_dir, scene) for scene in scenes}
@@ -110,6 +116,12 @@ def run_eth_ucy(
         "stride": SPEC.stride,
         "k": BEST_OF,
         "splits": "leave-one-scene-out; train on train/, early stopping on val/, score test/",
+        "metrics": (
+            "metres; brier_min_fde_20 = minFDE + (1 - p)^2, p the weight of the closest mode "
+            "(copies of one track are one mode); miss_rate_20: best final error > 2 m; nll: "
+            "nats per predicted point, modes as isotropic Gaussians of std c*t/T, c fitted by "
+            "maximum likelihood on the fold's val/ windows"
+        ),
         "scenes": scenes,
         "seeds": _as_dict(result["protocol"].get("seeds")) | {name: seeds for name in models},
         "window_spec": asdict(SPEC),
@@ -118,7 +130,8 @@ def run_eth_ucy(
     result["hardware"] = hardware()
     result["date"] = dt.date.today().isoformat()
     for name in models:
-        runs = [_run_model(folds, replace(base, model=name, seed=s), progress) for s in seeds]
+        configs = [replace(base, model=name, seed=s) for s in seeds]
+        runs = _run_all(data_dir, folds, configs, jobs, progress)
         result["models"][name] = _summarise(runs, seeds) | {
             "date": result["date"],
             "hardware": result["hardware"],
@@ -134,10 +147,42 @@ def run_eth_ucy(
     return result
 
 
+def _run_all(
+    data_dir: Path,
+    folds: dict[str, dict[str, Windows]],
+    configs: list[TrainConfig],
+    jobs: int,
+    progress: bool,
+) -> list[dict[str, dict[str, Any]]]:
+    """`_run_model` for every config, in this process or spread over `jobs` processes."""
+    if jobs <= 1:
+        return [_run_model(folds, config, progress) for config in configs]
+    runs: list[dict[str, dict[str, Any]]] = [{} for _ in configs]
+    context = multiprocessing.get_context("spawn")  # no fork of a process that ran torch
+    with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+        futures = {
+            pool.submit(_run_fold, data_dir, scene, config): (i, scene)
+            for i, config in enumerate(configs)
+            for scene in folds
+        }
+        for future in tqdm(as_completed(futures), total=len(futures), desc="folds",
+                           disable=not progress):
+            i, scene = futures[future]
+            runs[i][scene] = future.result()
+    return [{scene: run[scene] for scene in folds} for run in runs]
+
+
+def _run_fold(data_dir: Path, scene: str, config: TrainConfig) -> dict[str, Any]:
+    """One (scene, seed) fold in a worker process."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    return _run_model({scene: scene_windows(data_dir, scene)}, config, progress=False)[scene]
+
+
 def _run_model(
     folds: dict[str, dict[str, Windows]], config: TrainConfig, progress: bool
 ) -> dict[str, dict[str, Any]]:
-    """Train and score one model on every fold: {scene: {k1, k20, seconds, best_epoch}}."""
+    """Train and score one model on every fold: {scene: {k1, k20, SCALARS, nll_scale,
+    seconds, best_epoch...}}."""
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         for scene, fold in folds.items():
@@ -150,24 +195,29 @@ def _run_model(
                 spec=SPEC,
                 meta={"benchmark": "eth_ucy", "scene": scene},
             )
-            k = BEST_OF if res.model.trainable else 1
-            scores = evaluate(res.model, fold["test"], k=k, device=res.device)
+            scores = score_model(res.model, fold["test"], val=fold["val"], device=res.device)
+            m = scores["metrics"]
             out[scene] = {
-                "k1": [scores["ade"], scores["fde"]],
-                "k20": [scores["min_ade"], scores["min_fde"]],
+                "k1": [m["ade"], m["fde"]],
+                "k20": [m["min_ade_20"], m["min_fde_20"]],
+                **{key: m[key] for key in SCALARS},
+                "nll_scale": scores["nll_scale"]["c"],
                 "seconds": res.seconds if res.model.trainable else 0.0,
                 "best_epoch": res.best_epoch,
                 "trainable": res.model.trainable,
                 "model_args": res.model.model_args(),
             }
             log.info(
-                "%s %s seed %d: K=1 %.3f/%.3f, best-of-%d %.3f/%.3f, %.0fs",
+                "%s %s seed %d: K=1 %.3f/%.3f, best-of-%d %.3f/%.3f, brier-minFDE %.3f, "
+                "NLL %.3f, %.0fs",
                 config.model,
                 scene,
                 config.seed,
                 *out[scene]["k1"],
-                k,
+                BEST_OF,
                 *out[scene]["k20"],
+                m["brier_min_fde_20"],
+                m["nll"],
                 out[scene]["seconds"],
             )
     return out
@@ -186,13 +236,18 @@ def _summarise(runs: list[dict[str, dict[str, Any]]], seeds: Sequence[int]) -> d
         spread = {s: _r(std[i]) for i, s in enumerate(scenes)} | {"avg": _r(avg.std(0))}
         return rows, spread
 
+    def scalar(key: str) -> dict[str, Any]:
+        per = np.array([[r[s][key] for s in scenes] for r in runs])  # (seeds, scenes)
+        return {"scenes": {s: _r1(per[:, i].mean()) for i, s in enumerate(scenes)},
+                "avg": _r1(per.mean(1).mean())}
+
     k1, k1_std = table("k1")
-    entry: dict[str, Any] = {"k1": k1}
+    k20, k20_std = table("k20")
+    entry: dict[str, Any] = {"k1": k1, "k20": k20} | {key: scalar(key) for key in SCALARS}
+    entry["nll_scale"] = scalar("nll_scale") | {"fitted_on": "val"}
     if not trainable:
         return entry | {"train_seconds": 0}
-    k20, k20_std = table("k20")
     entry |= {
-        "k20": k20,
         "train_seconds": {
             s: round(float(np.mean([r[s]["seconds"] for r in runs])), 1) for s in scenes
         },
@@ -206,9 +261,10 @@ def _summarise(runs: list[dict[str, dict[str, Any]]], seeds: Sequence[int]) -> d
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A plain-text table of ADE/FDE per scene for every model in a benchmark result."""
+    """A plain-text table per scene for every model in a benchmark result: ADE/FDE at K=1 and
+    best-of-20, brier-minFDE (m) and NLL (nats per point) where the entry has them."""
     cols = [*SCENES, "avg"]
-    lines = [f"{'model':<20}" + "".join(f"{c:>12}" for c in cols)]
+    lines = [f"{'model':<26}" + "".join(f"{c:>12}" for c in cols)]
     for name, entry in result["models"].items():
         for key, label in (("k1", "K=1"), ("k20", f"best-of-{BEST_OF}")):
             if key in entry:
@@ -217,12 +273,23 @@ def format_table(result: dict[str, Any]) -> str:
                     f"{row[c][0]:>6.2f}/{row[c][1]:<5.2f}" if c in row else f"{'-':>12}"
                     for c in cols
                 )
-                lines.append(f"{name + ' ' + label:<20}{cells}")
+                lines.append(f"{name + ' ' + label:<26}{cells}")
+        for key, label in (("brier_min_fde_20", "brier-minFDE"), ("nll", "NLL")):
+            if key in entry:
+                values = entry[key]["scenes"] | {"avg": entry[key]["avg"]}
+                cells = "".join(
+                    f"{values[c]:>9.2f}   " if c in values else f"{'-':>12}" for c in cols
+                )
+                lines.append(f"{name + ' ' + label:<26}{cells}")
     return "\n".join(lines)
 
 
 def _r(pair: np.ndarray) -> list[float]:
     return [round(float(v), 4) for v in pair]
+
+
+def _r1(value: float) -> float:
+    return round(float(value), 4)
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

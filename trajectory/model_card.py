@@ -179,16 +179,19 @@ def _training(source: CardSource, model_type: str) -> list[str]:
 
 
 def _metrics(m: dict[str, float]) -> list[str]:
-    def cell(key: str) -> str:
-        return f"{m[key]:.3f}" if key in m else "-"
+    def cell(*keys: str) -> str:  # the first key the run logged (newer names first)
+        return next((f"{m[k]:.3f}" for k in keys if k in m), "-")
 
     rows = [
         (
             split,
             cell(f"{split}_ade"),
             cell(f"{split}_fde"),
-            cell(f"{split}_min_ade"),
-            cell(f"{split}_min_fde"),
+            cell(f"{split}_min_ade_20", f"{split}_min_ade"),
+            cell(f"{split}_min_fde_20", f"{split}_min_fde"),
+            cell(f"{split}_brier_min_fde_20"),
+            cell(f"{split}_miss_rate_20"),
+            cell(f"{split}_nll"),
         )
         for split in ("val", "test")
         if any(k.startswith(f"{split}_") for k in m)
@@ -196,14 +199,23 @@ def _metrics(m: dict[str, float]) -> list[str]:
     lines = ["## Metrics of this run (metres)", ""]
     if not rows:
         return [*lines, "The run logged no validation or test metrics.", ""]
-    lines += _table(("split", "ADE K=1", "FDE K=1", "ADE best-of-K", "FDE best-of-K"), rows)
+    header = ("split", "ADE K=1", "FDE K=1", "ADE best-of-K", "FDE best-of-K",
+              "brier-minFDE", "miss rate", "NLL")  # fmt: skip
+    lines += _table(header, rows)
+    scale = cell("val_nll_scale")
     lines += [
         "",
         (
             "K=1 is the most likely output. Best-of-K is the minimum over the model's K outputs, "
             "ADE and FDE each minimised on its own; the main job (`trajectory run` / `trajectory "
-            "train`) scores K=20. The splits are those of the data version above: validation "
-            "chose the best epoch, test was not used in training."
+            "train`) scores K=20 with `score_model`, as `trajectory evaluate` does. "
+            "brier-minFDE adds (1 - p)^2 to minFDE, p the weight of the mode with the lowest "
+            "final error; miss rate is the share of windows whose best final error exceeds 2 m; "
+            "NLL is the negative log-likelihood of the true future, in nats per predicted point, "
+            "under the modes as isotropic Gaussians of std c*t/T (c fitted on validation"
+            + (f": {scale} m" if scale != "-" else "")
+            + "). The splits are those of the data version above: validation chose the best "
+            "epoch, test was not used in training."
         ),
         "",
     ]
@@ -244,11 +256,29 @@ def _per_scene(benchmark: dict[str, Any] | None, model_type: str, label: str) ->
     cols = [("CV K=1", cv.get("k1", {})), (f"{model_type} K=1", entry.get("k1", {}))]
     if "k20" in entry:
         cols.append((f"{model_type} best-of-20", entry["k20"]))
+    # one number per scene, in entries made since the benchmark scored them ({scenes, avg})
+    scalars = [(f"{model_type} {label}", entry[key]) for key, label in
+               (("brier_min_fde_20", "brier-minFDE"), ("nll", "NLL")) if key in entry]
     rows = [
-        (scene, *(_pair(values.get(scene)) for _, values in cols)) for scene in (*SCENES, "avg")
+        (
+            scene,
+            *(_pair(values.get(scene)) for _, values in cols),
+            *(_one(_at(values, scene)) for _, values in scalars),
+        )
+        for scene in (*SCENES, "avg")
     ]
-    lines += _table(("scene", *(name for name, _ in cols)), rows)
+    lines += _table(("scene", *(name for name, _ in cols + scalars)), rows)
+    if scalars:
+        lines += ["", "brier-minFDE in metres; NLL in nats per predicted point (see above)."]
     return [*lines, ""]
+
+
+def _at(values: dict[str, Any], scene: str) -> Any:
+    return values.get("avg") if scene == "avg" else values.get("scenes", {}).get(scene)
+
+
+def _one(value: Any) -> str:
+    return f"{float(value):.2f}" if isinstance(value, int | float) else "-"
 
 
 def _intended_use(p: dict[str, str]) -> list[str]:

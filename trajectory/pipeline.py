@@ -7,7 +7,7 @@ these functions; each step is one call into the data, training or tracking modul
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,6 @@ from trajectory.config import Settings
 from trajectory.data.windows import WindowSpec
 
 log = logging.getLogger(__name__)
-
-DEFAULT_EPOCHS = 40
 
 
 @dataclass
@@ -72,7 +70,8 @@ def train_and_register(
     """Train on an ETL output, evaluate, log to MLflow, register as challenger, maybe promote."""
     from trajectory import tracking
     from trajectory.data.dataset import load_windows, read_manifest
-    from trajectory.training import TrainConfig, evaluate, train
+    from trajectory.training import TrainConfig, train
+    from trajectory.training.evaluate import run_metrics, score_model
 
     spec = WindowSpec.from_settings(settings)
     manifest = read_manifest(windows_dir)
@@ -82,16 +81,19 @@ def train_and_register(
     log.info("windows per split: %s", counts)
 
     tracking.configure(settings)
-    config = TrainConfig(
-        model=model,
-        epochs=epochs or DEFAULT_EPOCHS,
-        device=settings.device,
-        seed=settings.seed,
-    )
+    config = TrainConfig.load(device=settings.device, seed=settings.seed)
+    if model != config.model:  # another model than the configured one: its own defaults
+        config = replace(config, model=model, model_args={})
+    if epochs:
+        config = replace(config, epochs=epochs)
     out_dir = settings.work_dir / "checkpoints" / data_version
     result = train(splits["train"], splits["val"], config, out_dir)
-    metrics = {s: evaluate(result.model, splits[s], k=20) for s in ("val", "test")}
-    baseline = evaluate(_cv(spec), splits["test"], k=1)
+    # the one full scoring (K=1 and best-of-20, brier-minFDE, miss rate, NLL scaled on val)
+    val = splits["val"]
+    metrics = {
+        s: run_metrics(score_model(result.model, splits[s], val=val)) for s in ("val", "test")
+    }
+    baseline = run_metrics(score_model(_cv(spec), splits["test"], val=val))
     run_id = tracking.log_training(
         settings,
         result=result,
