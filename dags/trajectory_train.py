@@ -7,8 +7,8 @@ be triggered from the UI ("Trigger DAG w/ config") or the REST API with validate
 
 | param | values |
 |---|---|
-| `model` | `cv` (Constant Velocity) or `mixture` |
-| `epochs` | 1 to 500 |
+| `model` | `calibrated` (default, the configured model), `mixture` (v1) or `cv` (Constant Velocity) |
+| `epochs` | 1 to 500; 0 (default) = `trajectory/training/config.json`, the one training configuration |
 | `device` | `auto` (CUDA when the worker has a GPU), `cpu`, `cuda` |
 | `windows_dir` | an ETL output folder; empty: the triggering event's, else `<work_dir>/windows` |
 | `promote` | run the promotion gate after registering |
@@ -23,7 +23,12 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 from trajectory_common.assets import RETRAIN, WINDOWS
-from trajectory_common.defaults import DAG_KWARGS, MLFLOW_RUN_XCOM, latest_event_extra
+from trajectory_common.defaults import (
+    DAG_KWARGS,
+    MLFLOW_RUN_XCOM,
+    TRAINABLE_MODELS,
+    latest_event_extra,
+)
 
 
 @dag(
@@ -34,8 +39,10 @@ from trajectory_common.defaults import DAG_KWARGS, MLFLOW_RUN_XCOM, latest_event
     tags=["trajectory", "training", "mlflow"],
     doc_md=__doc__,
     params={
-        "model": Param("mixture", enum=["cv", "mixture"], description="model to train"),
-        "epochs": Param(40, type="integer", minimum=1, maximum=500, description="max epochs"),
+        "model": Param(TRAINABLE_MODELS[0], enum=[*TRAINABLE_MODELS, "cv"],
+                       description="model to train"),
+        "epochs": Param(0, type="integer", minimum=0, maximum=500,
+                        description="max epochs; 0 = the training configuration's"),
         "device": Param("auto", enum=["auto", "cpu", "cuda"], description="training device"),
         "windows_dir": Param("", type="string", description="ETL output; empty: see the docs"),
         "promote": Param(True, type="boolean", description="run the promotion gate"),

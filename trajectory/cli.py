@@ -34,7 +34,9 @@ WorkDir = Annotated[
     Path | None, typer.Option("--work-dir", help="Where outputs go (default: TRAJ_WORK_DIR or ./artifacts).")
 ]
 ModelOpt = Annotated[str, typer.Option("--model", help="Model name: cv or mixture.")]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Maximum training epochs.")]
+EpochsOpt = Annotated[int | None, typer.Option(
+        "--epochs", help="Maximum training epochs (default: trajectory/training/config.json)."
+    )]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 
 
@@ -158,6 +160,75 @@ def promote(
     typer.echo(decision.reason)
 
 
+@app.command()
+@_friendly
+def tune(
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Trials to add to the study.")],
+    data: Annotated[Path | None, typer.Option(
+        "--data", help="Raw leave-one-scene-out fold: reads <FOLDER>/train and <FOLDER>/val "
+        "only (e.g. ../shared/data/eth_ucy/zara1).")] = None,
+    windows: Annotated[Path | None, typer.Option(
+        "--windows", help="ETL output folder: reads its train and val splits only. Default, "
+        "without --data: <work_dir>/windows.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", help="Seconds after which no new trial starts (a running one finishes).")
+    ] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=0, help="Worker processes sharing the study, one torch thread each; "
+        "0 = one per usable CPU core (one on CUDA), at most --trials.")] = 0,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="Model to tune (default: the configuration's, mixture).")] = None,
+    study: Annotated[str | None, typer.Option(
+        "--study", help="Study name; an existing study is continued (default: a new "
+        "<model>-<data version>-<UTC time>).")] = None,
+    storage: Annotated[str | None, typer.Option(
+        "--storage", help="Optuna RDB URL (default: TRAJ_OPTUNA_STORAGE, else "
+        "sqlite:///<work_dir>/optuna.db; PostgreSQL in compose).")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        "--epochs", min=1, help="Epochs per trial (default: the configuration's).")] = None,
+    max_train_windows: Annotated[int | None, typer.Option(
+        "--max-train-windows", min=1, help="Train each trial on this many random train "
+        "windows (default: all).")] = None,
+    write_config: Annotated[bool, typer.Option(
+        "--write-config/--no-write-config", help="Write the best trial into --config.")
+    ] = True,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="Training configuration read and rewritten (default: "
+        "trajectory/training/config.json, under version control).")] = None,
+    work_dir: WorkDir = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Hyperparameter search with Optuna on train and validation data only (never test).
+
+    A TPE sampler draws lr, weight_decay, batch_size and the model args the configuration
+    sets (hidden, dropout, ...: the space is declared in trajectory/tuning/space.py); a
+    median pruner stops a trial whose validation ADE (K=1) at an epoch is above the median
+    of earlier trials'. The objective is the best validation ADE over a trial's epochs. The study lives
+    in an Optuna RDB storage; each trial is a nested MLflow run under one parent run (in the
+    experiment <TRAJ_EXPERIMENT_NAME>-tuning) that logs the study, storage (no password),
+    trial counts, best value and params. One log line per finished trial. The best
+    configuration is written atomically into --config, keeping the keys not searched, with
+    a `provenance` entry: study name, trials (complete/pruned/failed), best val ADE, date
+    and the data used (train/val only). Review it with `git diff` and commit it.
+    """
+    from trajectory.training.train import CONFIG_PATH
+    from trajectory.tuning import TuneOptions, run_tuning
+
+    settings = _settings(work_dir, device=device)
+    if data is None and windows is None:
+        windows = settings.windows_dir
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # the per-trial lines suffice
+        logging.getLogger("trajectory.training.train").setLevel(logging.WARNING)
+    path = config or CONFIG_PATH
+    options = TuneOptions(
+        trials=trials, timeout=timeout, workers=workers, model=model, study=study,
+        storage=storage, epochs=epochs, max_train_windows=max_train_windows,
+        config_path=path, write_to=path if write_config else None,
+        raw_dir=data, windows_dir=windows,
+    )
+    typer.echo(run_tuning(settings, options).summary())
+
+
 @data_app.command("download")
 @_friendly
 def download(
@@ -176,7 +247,8 @@ def download(
 @_friendly
 def bench_eth_ucy(
     data: Annotated[Path, typer.Option("--data", help="ETH/UCY root (eth/ hotel/ univ/ zara1/ zara2/).")],
-    model: Annotated[list[str], typer.Option("--model", help="cv and/or mixture; repeatable.")],
+    model: Annotated[list[str], typer.Option(
+        "--model", help="A registered model name (cv, cv-grid, mixture...); repeatable.")],
     output: Annotated[Path, typer.Option("--output", help="JSON file to write (merged per model).")],
     epochs: EpochsOpt = None,
     seed: Annotated[
@@ -184,13 +256,62 @@ def bench_eth_ucy(
         typer.Option(help="Training seed; repeat for several (scores are means over seeds)."),
     ] = None,
     device: DeviceOpt = "auto",
+    jobs: Annotated[int, typer.Option(
+        "--jobs", min=1, help="Folds trained at once, in worker processes (one thread each)."
+    )] = 1,
 ) -> None:
-    """Leave-one-scene-out ETH/UCY benchmark (observe 8, predict 12): K=1 and best-of-20."""
+    """Leave-one-scene-out ETH/UCY benchmark (observe 8, predict 12): ADE/FDE at K=1 and
+    best-of-20, brier-minFDE, miss rate and NLL (scale fitted on each fold's val/). Learned
+    models train with trajectory/training/config.json."""
     from trajectory.bench import format_table, run_eth_ucy
 
     seeds = seed or [0]
-    result = run_eth_ucy(data, model, output, epochs=epochs, seed=seeds, device=device)
+    result = run_eth_ucy(data, model, output, epochs=epochs, seed=seeds, device=device,
+                         jobs=jobs)
     typer.echo(format_table(result))
+
+
+@app.command("evaluate", help=(
+    "Score a model on a raw folder: ADE/FDE at K=1, minADE/minFDE, brier-minFDE and miss rate "
+    "over 20 outputs, NLL of the true future, and a reliability table of the mode weights "
+    "(metres).\n\n"
+    "Windows follow the model's checkpoint window spec (else observe 8, predict 12). Rejected "
+    "lines are listed by file and line; the windows they cost are counted as dropped.\n\n"
+    "NLL, in nats per predicted point: each mode is an isotropic Gaussian with std c*t/T at "
+    "step t; c is fitted by maximum likelihood on the folder's validation windows, or on the "
+    "scored windows when it has none."
+), epilog=(
+    "Examples:\n\n"
+    "  trajectory evaluate --model models:/trajectory-forecaster@champion --data data/new\n\n"
+    "  trajectory evaluate --model artifacts/checkpoints/<version>/model.pt --data DIR --split all\n\n"
+    "  trajectory evaluate --model builtin:cv-grid --data ../shared/data/eth_ucy/zara1 "
+    "--output zara1.json"
+))
+@_friendly
+def evaluate_model(
+    model: Annotated[str, typer.Option(
+        "--model", metavar="URI|PATH|builtin:NAME",
+        help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<run_id> (MLflow, "
+        "TRAJ_ settings), a checkpoint file (model.pt), or builtin:cv / builtin:cv-grid.")],
+    data: Annotated[Path, typer.Option(
+        "--data", help="Raw folder: ETH/UCY text or CSV files, read and validated as by the "
+        "ETL. Files under train/ val/ test/ folders keep that split; other scenes are split "
+        "by time 70/15/15.")],
+    split: Annotated[str, typer.Option(
+        "--split", metavar="test|val|train|all", help="Windows to score; all = the three "
+        "together.")] = "test",
+    output: Annotated[Path | None, typer.Option(
+        "--output", help="Also write the scores as JSON (atomically).")] = None,
+    work_dir: WorkDir = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Score a model on a raw folder (the help text above); print a table, maybe write JSON."""
+    from trajectory.evaluation import evaluate_folder, format_report, write_report
+
+    report = evaluate_folder(model, data, split, _settings(work_dir), device=device)
+    typer.echo(format_report(report))
+    if output is not None:
+        typer.echo(f"wrote {write_report(report, output)}")
 
 
 @app.command("model-card")

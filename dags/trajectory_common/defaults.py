@@ -26,6 +26,10 @@ DEFAULT_ARGS: dict[str, Any] = {
 # the @dag(...) arguments every trajectory DAG shares: `@dag(dag_id=..., **DAG_KWARGS, ...)`
 DAG_KWARGS: dict[str, Any] = {"start_date": START, "catchup": False, "default_args": DEFAULT_ARGS}
 
+# the models the train and tune DAGs offer; the first is trajectory/training/config.json's
+# (tests/dags check both against the model registry and the config)
+TRAINABLE_MODELS = ["calibrated", "mixture"]
+
 # XCom keys read by the plugin's extra links (plugins/trajectory_links.py)
 MLFLOW_RUN_XCOM = "mlflow_run"
 EVIDENTLY_REPORT_XCOM = "evidently_report"

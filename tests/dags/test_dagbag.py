@@ -9,7 +9,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 DAGS = REPO / "dags"
-EXPECTED = {"trajectory_etl", "trajectory_train", "trajectory_batch_score", "trajectory_evaluate"}
+EXPECTED = {"trajectory_etl", "trajectory_train", "trajectory_batch_score", "trajectory_evaluate",
+            "trajectory_tune"}
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +53,46 @@ def test_train_params_are_validated(bag) -> None:
     from airflow.sdk.exceptions import ParamValidationError
 
     params = bag.dags["trajectory_train"].params
-    assert params["model"] == "mixture" and params["device"] == "auto"
-    for key, bad in (("model", "lstm"), ("epochs", 0), ("epochs", 10_000), ("device", "tpu")):
+    assert params["model"] == "calibrated" and params["device"] == "auto"
+    for key, bad in (("model", "lstm"), ("epochs", -1), ("epochs", 10_000), ("device", "tpu")):
         with pytest.raises(ParamValidationError, match=key):
             copy.deepcopy(params)[key] = bad
     copy.deepcopy(params)["model"] = "cv"  # a valid value is accepted
+
+
+def test_tune_params_are_validated_and_the_data_source_is_optional(bag) -> None:
+    import copy
+
+    from airflow.sdk.exceptions import ParamValidationError
+
+    dag = bag.dags["trajectory_tune"]
+    assert type(dag.timetable).__name__ == "NullTimetable"  # manual only
+    params = dag.params
+    assert params["trials"] >= 1 and params["model"] == "calibrated" and params["epochs"] == 0
+    for key, bad in (("trials", 0), ("timeout", -1), ("model", "cv"), ("epochs", -1),
+                     ("windows_dir", 3)):
+        with pytest.raises(ParamValidationError, match=key):
+            copy.deepcopy(params)[key] = bad
+    # the trigger form treats a field as required unless its type admits null
+    schema = params.get_param("windows_dir").schema
+    assert "null" in schema["type"] and params["windows_dir"] is None
+    copy.deepcopy(params)["windows_dir"] = "/data/work/windows"
+    params.validate()
+
+
+def test_dags_offer_exactly_the_trainable_models_configured_first() -> None:
+    import importlib.util
+
+    from trajectory.models import build_model, model_names
+    from trajectory.training import TrainConfig
+
+    path = DAGS / "trajectory_common" / "defaults.py"
+    spec = importlib.util.spec_from_file_location("dag_defaults", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert sorted(module.TRAINABLE_MODELS) == [m for m in model_names() if build_model(m).trainable]
+    assert module.TRAINABLE_MODELS[0] == TrainConfig.load().model
 
 
 def test_plugin_registers_the_extra_links() -> None:

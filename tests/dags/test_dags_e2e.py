@@ -134,6 +134,31 @@ def test_train_registers_and_promotes_with_a_link_to_its_run(
     assert xcom(run, "train", "mlflow_run")["run_id"] == summary["run_id"]
 
 
+def test_tune_runs_trials_in_workers_and_proposes_a_config(
+    bag, trained: dict[str, Any], work: Path
+) -> None:
+    from mlflow import MlflowClient
+
+    from trajectory.training.train import CONFIG_PATH
+
+    shipped = CONFIG_PATH.read_bytes()
+    run = run_dag(bag, "trajectory_tune", {"trials": 2, "timeout": 600, "model": "mixture",
+                                           "epochs": 1, "windows_dir": None})
+    assert states(run) == {"tune": "success"}
+    summary = xcom(run, "tune")
+    assert summary["trials"]["total"] >= 2 and summary["windows_dir"].endswith("windows")
+    proposal = json.loads(Path(summary["config_path"]).read_text())
+    assert proposal["provenance"]["study"] == summary["study"]
+    assert proposal["provenance"]["data"]["splits_used"] == ["train", "val"]
+    assert CONFIG_PATH.read_bytes() == shipped  # the packaged configuration is left alone
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    parent = client.get_run(summary["run_id"])
+    kids = client.search_runs([parent.info.experiment_id],
+                              f"tags.mlflow.parentRunId = '{summary['run_id']}'")
+    assert len(kids) == summary["trials"]["total"]
+    assert xcom(run, "tune", "mlflow_run")["run_id"] == summary["run_id"]
+
+
 def test_batch_score_uses_the_champion(bag, trained: dict[str, Any], work: Path,
                                        eth_ucy_slice: Path) -> None:
     out = work / "batch" / "scored.csv"

@@ -4,7 +4,8 @@
 `log_training` logs a run; `register` adds a registry version under alias `challenger`;
 `promote` moves `champion` when the challenger wins on the same validation windows;
 `load_model` / `resolve_alias` give the service the torch model behind an alias;
-`log_evaluation`, `reference_ade` and `set_alias` serve the scheduled evaluation.
+`log_evaluation`, `reference_ade` and `set_alias` serve the scheduled evaluation;
+`SearchTracker` makes the parent and nested trial runs of `trajectory tune`.
 """
 
 from trajectory.tracking.client import configure
@@ -21,12 +22,14 @@ from trajectory.tracking.registry import (
     resolve_alias,
 )
 from trajectory.tracking.runs import log_training
+from trajectory.tracking.tuning import SearchTracker, tuning_settings
 
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "LoadedModel",
     "PromotionDecision",
+    "SearchTracker",
     "TrajectoryPyfunc",
     "configure",
     "decide_promotion",
@@ -40,4 +43,5 @@ __all__ = [
     "resolve_alias",
     "serving_payload",
     "set_alias",
+    "tuning_settings",
 ]
