@@ -1,6 +1,6 @@
 """Behavioural tests of the models on tiny in-memory data: shapes, weights, NaN neighbours,
 equivariance, Constant Velocity exactness, that the learned models can learn, and that the
-transformer's temperature calibration does what it says."""
+calibrated model's temperature fit does what it says."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import torch
 from trajectory.exceptions import ModelError
 from trajectory.models import build_model, model_names
 from trajectory.models.base import TrajectoryModel, to_local, to_world
-from trajectory.models.mixture import MixtureModel
 from trajectory.models.calibrated import CalibratedMixture
+from trajectory.models.mixture import MixtureModel
 
 T_OBS, T_PRED, M_NBR = 8, 12, 4
 SMALL = {"modes": 20, "hidden": 16, "heads": 2}
