@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from trajectory.data import schema as S
 from trajectory.data.io import read_tracks
 from trajectory.data.windows import Windows, WindowSpec, make_windows
-from trajectory.exceptions import InputFileError
+from trajectory.exceptions import ConfigError, InputFileError
 from trajectory.training.evaluate import BEST_OF, score_model
 from trajectory.training.train import TrainConfig, train
 
@@ -92,8 +92,10 @@ def run_eth_ucy(
     scenes: Sequence[str] = SCENES,
     config: TrainConfig | None = None,
     jobs: int = 1,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol for each model and merge the entries into `output` (JSON).
+    """Run the protocol for each model and merge the entries into `output` (JSON), one entry
+    per model under its name, or under `label` (one model only: e.g. a second configuration).
 
     `jobs` > 1 trains that many (seed, scene) folds at once in worker processes, each with the
     config's thread count; the scores do not depend on it.
@@ -104,7 +106,10 @@ def run_eth_ucy(
     the project's training configuration (`TrainConfig.load()`; its model, seed and device are
     set here; `epochs` overrides its epochs).
     """
+    if label is not None and len(models) != 1:
+        raise ConfigError("a label names the entry of one model; give one --model with it")
     seeds = [seed] if isinstance(seed, int) else list(seed)
+    provenance = None if config else TrainConfig.provenance()
     base = config or TrainConfig.load()
     base = replace(base, epochs=base.epochs if epochs is None else epochs, device=device)
     scenes = list(scenes)
@@ -123,26 +128,31 @@ def run_eth_ucy(
             "maximum likelihood on the fold's val/ windows"
         ),
         "scenes": scenes,
-        "seeds": _as_dict(result["protocol"].get("seeds")) | {name: seeds for name in models},
+        "seeds": _as_dict(result["protocol"].get("seeds"))
+        | {label or name: seeds for name in models},
         "window_spec": asdict(SPEC),
         "test_windows": {scene: len(f["test"]) for scene, f in folds.items()},
     }
     result["hardware"] = hardware()
     result["date"] = dt.date.today().isoformat()
     for name in models:
+        key = label or name
         configs = [replace(base, model=name, seed=s) for s in seeds]
         runs = _run_all(data_dir, folds, configs, jobs, progress)
-        result["models"][name] = _summarise(runs, seeds) | {
+        result["models"][key] = _summarise(runs, seeds) | {
+            "model": name,
             "date": result["date"],
             "hardware": result["hardware"],
             "load_average": [round(v, 1) for v in os.getloadavg()],
         }
         if runs[0][scenes[0]]["trainable"]:
             config = asdict(replace(base, model=name))
-            result["models"][name]["train_config"] = {
+            result["models"][key]["train_config"] = {
                 k: v for k, v in config.items() if k != "seed"
             }
-        log.info("%s: %s", name, json.dumps(result["models"][name]["k1"]))
+            if provenance is not None:
+                result["models"][key]["config_provenance"] = provenance
+        log.info("%s: %s", key, json.dumps(result["models"][key]["k1"]))
     _write(output, result)
     return result
 

@@ -259,6 +259,9 @@ def bench_eth_ucy(
     jobs: Annotated[int, typer.Option(
         "--jobs", min=1, help="Folds trained at once, in worker processes (one thread each)."
     )] = 1,
+    label: Annotated[str | None, typer.Option(
+        "--label", help="Store the entry under this name instead of the model's (one --model)."
+    )] = None,
 ) -> None:
     """Leave-one-scene-out ETH/UCY benchmark (observe 8, predict 12): ADE/FDE at K=1 and
     best-of-20, brier-minFDE, miss rate and NLL (scale fitted on each fold's val/). Learned
@@ -267,7 +270,7 @@ def bench_eth_ucy(
 
     seeds = seed or [0]
     result = run_eth_ucy(data, model, output, epochs=epochs, seed=seeds, device=device,
-                         jobs=jobs)
+                         jobs=jobs, label=label)
     typer.echo(format_table(result))
 
 

@@ -103,6 +103,10 @@ def train_and_register(
         val_metrics=metrics["val"],
         test_metrics=metrics["test"],
         sample_windows=splits["test"],
+        extra_params={
+            "config_provenance": TrainConfig.provenance(),
+            "calibration": result.calibration,
+        },
     )
     version = tracking.register(settings, run_id)
     decision = tracking.promote(settings, splits["val"]) if promote else None

@@ -11,6 +11,7 @@ import pytest
 
 from trajectory.bench import SCENES, read_split, run_eth_ucy, scene_windows
 from trajectory.data.windows import WindowSpec, make_windows
+from trajectory.exceptions import ConfigError
 from trajectory.models import build_model
 from trajectory.training import TrainConfig, evaluate, train
 
@@ -82,3 +83,15 @@ def test_short_cpu_training_learns(tmp_path: Path) -> None:
     standing = float(np.linalg.norm(fold["test"].fut - fold["test"].obs[:, -1:], axis=-1).mean())
     assert scores["ade"] < 0.5 * standing, "K=1 must beat standing still by far"
     assert scores["min_ade"] < scores["ade"]
+
+
+def test_parallel_folds_and_a_label_keep_the_same_scores(tmp_path: Path) -> None:
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    serial = run_eth_ucy(DATA, ["cv"], one, progress=False, scenes=["hotel", "zara1"])
+    parallel = run_eth_ucy(DATA, ["cv"], two, progress=False, scenes=["hotel", "zara1"],
+                           jobs=2, label="cv-again")
+    assert "cv" not in parallel["models"]
+    assert parallel["models"]["cv-again"]["model"] == "cv"
+    assert parallel["models"]["cv-again"]["k1"] == serial["models"]["cv"]["k1"]
+    with pytest.raises(ConfigError):
+        run_eth_ucy(DATA, ["cv", "cv-grid"], two, progress=False, label="both")

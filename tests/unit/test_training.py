@@ -150,3 +150,29 @@ def test_lr_schedule_warms_up_then_decays() -> None:
     assert lr_factor(9, 100, 10) == pytest.approx(1.0)
     assert lr_factor(100, 100, 10) == pytest.approx(0.05)
     assert lr_factor(50, 100, 10) > lr_factor(80, 100, 10)
+
+
+def test_the_training_configuration_file_loads_with_overrides(tmp_path: Path) -> None:
+    shipped = TrainConfig.load()
+    assert shipped.model and shipped.epochs >= 1  # the one configuration in the repo loads
+    assert TrainConfig.load(epochs=3, seed=7).epochs == 3
+    path = tmp_path / "config.json"
+    path.write_text('{"model": "cv", "epochs": 5, "provenance": {"study": "s", "trials": 4}}')
+    assert TrainConfig.load(path) == TrainConfig(model="cv", epochs=5)
+    assert TrainConfig.provenance(path) == {"study": "s", "trials": 4}
+    with pytest.raises(ConfigError, match="no_such_field"):
+        TrainConfig.load(path, no_such_field=1)
+    path.write_text("{not json")
+    with pytest.raises(ConfigError, match="config.json"):
+        TrainConfig.load(path)
+
+
+def test_calibrating_models_record_what_they_fitted(tmp_path: Path) -> None:
+    res = train(_windows(128, 0), _windows(64, 1), _config(model="calibrated"), tmp_path,
+                progress=False)
+    assert res.calibration["temperature"] > 0
+    assert res.calibration["ce_after"] <= res.calibration["ce_before"] + 1e-6
+    _, meta = load_checkpoint(res.checkpoint)
+    assert meta["calibration"] == res.calibration
+    mixture = train(_windows(64, 0), _windows(32, 1), _config(), tmp_path / "m", progress=False)
+    assert mixture.calibration == {}

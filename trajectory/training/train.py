@@ -54,6 +54,14 @@ class TrainConfig:
         if self.epochs < 0 or self.batch_size < 1 or self.patience < 1 or self.lr <= 0:
             raise ConfigError(f"invalid training config: {self}")
 
+    @staticmethod
+    def provenance(path: Path = CONFIG_PATH) -> Any:
+        """The `provenance` note of a configuration file: which search (or person) set it."""
+        try:
+            return json.loads(Path(path).read_text()).get("provenance")
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read the training configuration: {err}") from err
+
     @classmethod
     def load(cls, path: Path = CONFIG_PATH, **overrides: Any) -> TrainConfig:
         """The training configuration in `path` (default: the project's one), with overrides;
@@ -75,6 +83,7 @@ class TrainResult:
     history: list[dict[str, float]]
     best_epoch: int  # 0 when nothing was trained
     seconds: float
+    calibration: dict[str, float]  # what `model.calibrate` fitted on validation ({}: nothing)
     device: str
     checkpoint: Path
 
@@ -131,7 +140,7 @@ def train(
         }
         | (meta or {}),
     )
-    return TrainResult(model, history, best_epoch, seconds, str(device), checkpoint)
+    return TrainResult(model, history, best_epoch, seconds, calibration, str(device), checkpoint)
 
 
 def _fit(
