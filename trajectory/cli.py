@@ -18,6 +18,7 @@ app = typer.Typer(
     help="Trajectory prediction: ETL, training tracked in MLflow, benchmarks and serving.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstrings are paragraphs: single line breaks are joined
 )
 data_app = typer.Typer(help="Datasets: download public benchmarks.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks with checked-in protocols.", no_args_is_help=True)
@@ -165,11 +166,11 @@ def promote(
 def tune(
     trials: Annotated[int, typer.Option("--trials", min=1, help="Trials to add to the study.")],
     data: Annotated[Path | None, typer.Option(
-        "--data", help="Raw leave-one-scene-out fold: reads <FOLDER>/train and <FOLDER>/val "
+        "--data", help="Raw leave-one-scene-out fold: reads FOLDER/train and FOLDER/val "
         "only (e.g. ../shared/data/eth_ucy/zara1).")] = None,
     windows: Annotated[Path | None, typer.Option(
         "--windows", help="ETL output folder: reads its train and val splits only. Default, "
-        "without --data: <work_dir>/windows.")] = None,
+        "without --data: WORK_DIR/windows.")] = None,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", help="Seconds after which no new trial starts (a running one finishes).")
     ] = None,
@@ -180,10 +181,10 @@ def tune(
         "--model", help="Model to tune (default: the configuration's, mixture).")] = None,
     study: Annotated[str | None, typer.Option(
         "--study", help="Study name; an existing study is continued (default: a new "
-        "<model>-<data version>-<UTC time>).")] = None,
+        "MODEL-DATAVERSION-UTCTIME).")] = None,
     storage: Annotated[str | None, typer.Option(
         "--storage", help="Optuna RDB URL (default: TRAJ_OPTUNA_STORAGE, else "
-        "sqlite:///<work_dir>/optuna.db; PostgreSQL in compose).")] = None,
+        "sqlite:///WORK_DIR/optuna.db; PostgreSQL in compose).")] = None,
     epochs: Annotated[int | None, typer.Option(
         "--epochs", min=1, help="Epochs per trial (default: the configuration's).")] = None,
     max_train_windows: Annotated[int | None, typer.Option(
@@ -205,7 +206,7 @@ def tune(
     median pruner stops a trial whose validation ADE (K=1) at an epoch is above the median
     of earlier trials'. The objective is the best validation ADE over a trial's epochs. The study lives
     in an Optuna RDB storage; each trial is a nested MLflow run under one parent run (in the
-    experiment <TRAJ_EXPERIMENT_NAME>-tuning) that logs the study, storage (no password),
+    experiment TRAJ_EXPERIMENT_NAME-tuning) that logs the study, storage (no password),
     trial counts, best value and params. One log line per finished trial. The best
     configuration is written atomically into --config, keeping the keys not searched, with
     a `provenance` entry: study name, trials (complete/pruned/failed), best val ADE, date
@@ -286,7 +287,7 @@ def bench_eth_ucy(
 ), epilog=(
     "Examples:\n\n"
     "  trajectory evaluate --model models:/trajectory-forecaster@champion --data data/new\n\n"
-    "  trajectory evaluate --model artifacts/checkpoints/<version>/model.pt --data DIR --split all\n\n"
+    "  trajectory evaluate --model artifacts/checkpoints/VERSION/model.pt --data DIR --split all\n\n"
     "  trajectory evaluate --model builtin:cv-grid --data ../shared/data/eth_ucy/zara1 "
     "--output zara1.json"
 ))
@@ -294,7 +295,7 @@ def bench_eth_ucy(
 def evaluate_model(
     model: Annotated[str, typer.Option(
         "--model", metavar="URI|PATH|builtin:NAME",
-        help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<run_id> (MLflow, "
+        help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID (MLflow, "
         "TRAJ_ settings), a checkpoint file (model.pt), or builtin:cv / builtin:cv-grid.")],
     data: Annotated[Path, typer.Option(
         "--data", help="Raw folder: ETH/UCY text or CSV files, read and validated as by the "
@@ -323,7 +324,7 @@ def model_card(
     model: Annotated[str, typer.Option("--model", help="Registered model name.")],
     version: Annotated[str, typer.Option("--version", help="Version number, or an alias.")],
     output: Annotated[
-        Path | None, typer.Option("--output", help="Default: model_cards/<name>-v<version>.md.")
+        Path | None, typer.Option("--output", help="Default: model_cards/NAME-vVERSION.md.")
     ] = None,
     work_dir: WorkDir = None,
     data: Annotated[
