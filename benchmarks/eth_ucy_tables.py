@@ -69,6 +69,17 @@ def training_table(models: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def reliability_table(models: dict[str, Any]) -> str:
+    lines = ["| model | weight bin | modes | mean weight | closest rate |", "|---|---|---|---|---|"]
+    for name, entry in models.items():
+        for row in entry.get("reliability", []):
+            if not row["count"]:
+                continue
+            lines.append(f"| {name} | {row['lo']:.2f}-{row['hi']:.2f} | {row['count']} | "
+                         f"{row['mean_weight']:.3f} | {row['closest_rate']:.3f} |")
+    return "\n".join(lines)
+
+
 def averages(models: dict[str, Any]) -> str:
     out = []
     for name, entry in models.items():
@@ -91,6 +102,10 @@ def render(result: dict[str, Any]) -> str:
         displacement_table(models),
         "### Calibration-aware metrics (the 20 outputs with their weights)",
         scalar_table(models),
+        "### Reliability of the mode weights (test windows of all scenes and seeds pooled)",
+        ("How often a mode with a weight in the bin is the one that ends closest to the truth; "
+        "calibrated weights have closest rate = mean weight. Copies of one track count once."),
+        reliability_table(models),
         "### Training time (s per fold, mean over seeds; 1 thread, 2 folds at once)",
         training_table(models),
         "### Unrounded averages",

@@ -212,6 +212,7 @@ def _run_model(
                 "k20": [m["min_ade_20"], m["min_fde_20"]],
                 **{key: m[key] for key in SCALARS},
                 "nll_scale": scores["nll_scale"]["c"],
+                "reliability": scores["reliability"],
                 "seconds": res.seconds if res.model.trainable else 0.0,
                 "best_epoch": res.best_epoch,
                 "trainable": res.model.trainable,
@@ -255,6 +256,7 @@ def _summarise(runs: list[dict[str, dict[str, Any]]], seeds: Sequence[int]) -> d
     k20, k20_std = table("k20")
     entry: dict[str, Any] = {"k1": k1, "k20": k20} | {key: scalar(key) for key in SCALARS}
     entry["nll_scale"] = scalar("nll_scale") | {"fitted_on": "val"}
+    entry["reliability"] = _pool_reliability([r[s]["reliability"] for r in runs for s in scenes])
     if not trainable:
         return entry | {"train_seconds": 0}
     entry |= {
@@ -268,6 +270,20 @@ def _summarise(runs: list[dict[str, dict[str, Any]]], seeds: Sequence[int]) -> d
     if len(runs) > 1:
         entry |= {"k1_std": k1_std, "k20_std": k20_std}
     return entry
+
+
+def _pool_reliability(tables: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Reliability tables of several scenes and seeds as one, each mode counted once: per weight
+    bin the mode count, mean weight and closest rate over all of them."""
+    pooled = []
+    for rows in zip(*tables, strict=True):
+        count = sum(r["count"] for r in rows)
+        mean_w = sum(r["count"] * (r["mean_weight"] or 0.0) for r in rows) / max(count, 1)
+        rate = sum(r["count"] * (r["closest_rate"] or 0.0) for r in rows) / max(count, 1)
+        pooled.append({"lo": rows[0]["lo"], "hi": rows[0]["hi"], "count": count,
+                       "mean_weight": round(mean_w, 4) if count else None,
+                       "closest_rate": round(rate, 4) if count else None})
+    return pooled
 
 
 def format_table(result: dict[str, Any]) -> str:

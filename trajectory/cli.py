@@ -34,7 +34,9 @@ DataDir = Annotated[
 WorkDir = Annotated[
     Path | None, typer.Option("--work-dir", help="Where outputs go (default: TRAJ_WORK_DIR or ./artifacts).")
 ]
-ModelOpt = Annotated[str, typer.Option("--model", help="Model name: cv or mixture.")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", help="calibrated, mixture or cv (default: trajectory/training/config.json's)."
+)]
 EpochsOpt = Annotated[int | None, typer.Option(
         "--epochs", help="Maximum training epochs (default: trajectory/training/config.json)."
     )]
@@ -84,7 +86,7 @@ def _settings(work_dir: Path | None = None, **overrides: Any):
 def run(
     data: DataDir = None,
     work_dir: WorkDir = None,
-    model: ModelOpt = "mixture",
+    model: ModelOpt = None,
     epochs: EpochsOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -132,7 +134,7 @@ def etl(
 def train(
     windows: Annotated[Path, typer.Argument(help="ETL output folder (with manifest.json).")],
     work_dir: WorkDir = None,
-    model: ModelOpt = "mixture",
+    model: ModelOpt = None,
     epochs: EpochsOpt = None,
     device: DeviceOpt = "auto",
     promote: Annotated[bool, typer.Option(help="Run the promotion gate afterwards.")] = True,

@@ -37,7 +37,7 @@ class PipelineResult:
 def run_pipeline(
     settings: Settings,
     data_dir: Path | None = None,
-    model: str = "mixture",
+    model: str | None = None,
     epochs: int | None = None,
 ) -> PipelineResult:
     """Run every step. Without `data_dir` (or TRAJ_DATA_DIR), a synthetic crowd is made first."""
@@ -63,7 +63,7 @@ def make_synthetic(settings: Settings) -> Path:
 def train_and_register(
     settings: Settings,
     windows_dir: Path,
-    model: str = "mixture",
+    model: str | None = None,
     epochs: int | None = None,
     promote: bool = True,
 ) -> PipelineResult:
@@ -82,7 +82,7 @@ def train_and_register(
 
     tracking.configure(settings)
     config = TrainConfig.load(device=settings.device, seed=settings.seed)
-    if model != config.model:  # another model than the configured one: its own defaults
+    if model is not None and model != config.model:  # not the configured model: its defaults
         config = replace(config, model=model, model_args={})
     if epochs:
         config = replace(config, epochs=epochs)
@@ -113,7 +113,7 @@ def train_and_register(
     return PipelineResult(
         windows_dir=windows_dir,
         data_version=data_version,
-        model=model,
+        model=config.model,
         run_id=run_id,
         version=version,
         metrics=metrics,

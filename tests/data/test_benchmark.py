@@ -64,6 +64,10 @@ def test_benchmark_json_merges_per_model(tmp_path: Path) -> None:
     assert cv["train_seconds"] == 0
     assert set(cv["k1"]) == {*SCENES, "avg"}
     assert cv["k1"]["avg"][0] == pytest.approx(0.53, abs=0.02)
+    # one distinct track per window, weight 1, always the closest: all in the top bin
+    top = cv["reliability"][-1]
+    assert top["count"] == sum(TEST_WINDOWS.values()) and top["closest_rate"] == 1.0
+    assert sum(row["count"] for row in cv["reliability"]) == top["count"]
     assert saved["protocol"]["obs_len"] == 8 and saved["protocol"]["pred_len"] == 12
     assert saved["hardware"] and saved["date"]
 

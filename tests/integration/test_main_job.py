@@ -35,6 +35,9 @@ def test_main_job_registers_and_promotes_then_reruns_idempotently(tmp_path: Path
     for expected in ("data version", "mlflow run", "promotion", "ADE K=1", "MLflow UI:"):
         assert expected in out, out
     assert "version 1" in out and "champion" in out
+    from trajectory.training import TrainConfig
+
+    assert f"({TrainConfig.load().model})" in out, "the main job trains the configured model"
 
     from mlflow import MlflowClient
 
@@ -46,6 +49,7 @@ def test_main_job_registers_and_promotes_then_reruns_idempotently(tmp_path: Path
     run = client.get_run(champion.run_id)
     assert {"val_ade", "test_ade", "test_min_ade", "train_loss"} <= set(run.data.metrics)
     assert run.data.params.get("data_version") or run.data.tags.get("data_version")
+    assert any("config_provenance" in key for key in run.data.params), run.data.params
 
     # the same input again: same data version, a second registered version, a recorded decision
     version_line = next(line for line in out.splitlines() if line.startswith("data version"))
