@@ -17,6 +17,10 @@ from typing import Any
 HERE = Path(__file__).parent
 SCENES = ("eth", "hotel", "univ", "zara1", "zara2")
 BEGIN, END = "<!-- tables: begin (benchmarks/eth_ucy_tables.py) -->", "<!-- tables: end -->"
+# `trajectory evaluate --output` files of single checkpoints, shown as one reliability table
+EVALUATIONS = {"mixture": "zara1_test_mixture.json", "calibrated": "zara1_test_calibrated.json"}
+REL_BEGIN = "<!-- reliability: begin (benchmarks/eth_ucy_tables.py) -->"
+REL_END = "<!-- reliability: end -->"
 SCALARS = (("brier_min_fde_20", "brier-minFDE-20 (m)"), ("nll", "NLL (nats/point)"),
            ("miss_rate_20", "miss rate @2 m"))
 
@@ -70,6 +74,8 @@ def training_table(models: dict[str, Any]) -> str:
 
 
 def reliability_table(models: dict[str, Any]) -> str:
+    if not any(entry.get("reliability") for entry in models.values()):
+        return "No entry holds a reliability table yet (entries benchmarked before it was added)."
     lines = ["| model | weight bin | modes | mean weight | closest rate |", "|---|---|---|---|---|"]
     for name, entry in models.items():
         for row in entry.get("reliability", []):
@@ -113,6 +119,18 @@ def render(result: dict[str, Any]) -> str:
     ])
 
 
+def evaluations_table(folder: Path) -> str:
+    found = {n: folder / f for n, f in EVALUATIONS.items() if (folder / f).is_file()}
+    return reliability_table({n: json.loads(p.read_text()) for n, p in found.items()})
+
+
+def _replace(text: str, begin: str, end: str, body: str, where: Path) -> str:
+    if begin not in text or end not in text:
+        raise SystemExit(f"{where}: markers {begin!r} ... {end!r} not found")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{body}\n{end}{rest.split(end, 1)[1]}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, default=HERE / "eth_ucy.json")
@@ -120,16 +138,14 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="replace the tables in --md")
     args = parser.parse_args()
     tables = render(json.loads(args.json.read_text()))
+    evaluations = evaluations_table(args.json.parent)
     if not args.write:
-        print(tables)
+        print(f"{tables}\n\n{evaluations}")
         return
-    text = args.md.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{args.md}: markers {BEGIN!r} ... {END!r} not found")
-    head, rest = text.split(BEGIN, 1)
-    tail = rest.split(END, 1)[1]
+    text = _replace(args.md.read_text(), BEGIN, END, tables, args.md)
+    text = _replace(text, REL_BEGIN, REL_END, evaluations, args.md)
     tmp = args.md.with_suffix(".md.tmp")
-    tmp.write_text(f"{head}{BEGIN}\n{tables}\n{END}{tail}")
+    tmp.write_text(text)
     tmp.replace(args.md)
 
 
