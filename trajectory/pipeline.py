@@ -152,12 +152,14 @@ def print_summary(result: PipelineResult, settings: Settings) -> None:
         verdict = "promoted to @champion" if result.decision.promoted else "champion kept"
         echo(f"promotion      {verdict}: {result.decision.reason}")
     echo("")
-    echo(f"{'metric (m)':<14}{'val':>8}{'test':>8}{'test CV':>9}")
-    for key, label in [("ade", "ADE K=1"), ("fde", "FDE K=1"), ("min_ade", "ADE best-20"),
-                       ("min_fde", "FDE best-20")]:
+    echo(f"{'metric':<16}{'val':>8}{'test':>8}{'test CV':>9}")
+    for key, label in [("ade", "ADE K=1 (m)"), ("fde", "FDE K=1 (m)"),
+                       ("min_ade", "ADE best-20"), ("min_fde", "FDE best-20"),
+                       ("brier_min_fde_20", "brier-minFDE-20"), ("nll", "NLL per point"),
+                       ("miss_rate_20", "miss rate 20")]:
         row = [result.metrics[s].get(key, float("nan")) for s in ("val", "test")]
-        cv = result.baseline.get(key.removeprefix("min_"), float("nan"))
-        echo(f"{label:<14}{row[0]:>8.3f}{row[1]:>8.3f}{cv:>9.3f}")
+        cv = result.baseline.get(key, float("nan"))
+        echo(f"{label:<16}{row[0]:>8.3f}{row[1]:>8.3f}{cv:>9.3f}")
     echo("")
     if uri.startswith("sqlite:"):
         echo(f"MLflow UI:     .venv/bin/mlflow ui --backend-store-uri {uri}")
