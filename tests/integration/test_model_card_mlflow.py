@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from trajectory.cli import app
 from trajectory.config import Settings
 from trajectory.tracking.client import ENV_DEFAULTS
 from trajectory.training import TrainConfig, evaluate, train
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +93,10 @@ def test_card_of_a_version_holds_its_run(
     assert all(arg in text for arg in ("heads=2", "hidden=16", "modes=20"))
     assert "`@challenger`, `@champion`" in text and "promoted: no champion yet" in text
     # the mixture is in the checked-in benchmark: its per-scene rows, labelled as such
-    assert "Not this version's weights" in text and "| eth | 1.08/2.28 | 1.05/2.19 |" in text
+    models = json.loads((ROOT / "benchmarks" / "eth_ucy.json").read_text())["models"]
+    cv, mix = models["cv"]["k1"]["eth"], models["mixture"]["k1"]["eth"]
+    eth_row = f"| eth | {cv[0]:.2f}/{cv[1]:.2f} | {mix[0]:.2f}/{mix[1]:.2f} |"
+    assert "Not this version's weights" in text and eth_row in text
     assert "TRAJ_SEED=3 .venv/bin/trajectory run --data data/walk --model mixture" in text
 
 
