@@ -206,7 +206,9 @@ def _metrics(m: dict[str, float]) -> list[str]:
     lines += [
         "",
         (
-            "K=1 is the most likely output. Best-of-K is the minimum over the model's K outputs, "
+            "K=1 is what the model returns for k=1, the service's single answer (the central "
+            "track for `calibrated`, the top-weight mode for `mixture`). Best-of-K is the "
+            "minimum over the model's K outputs, "
             "ADE and FDE each minimised on its own; the main job (`trajectory run` / `trajectory "
             "train`) scores K=20 with `score_model`, as `trajectory evaluate` does. "
             "brier-minFDE adds (1 - p)^2 to minFDE, p the weight of the mode with the lowest "
@@ -344,9 +346,11 @@ def _limitations(
             "wall is possible."
         ),
         (
-            f"- Fixed horizon and step: inputs must be sampled at the training step "
-            f"(0.4 s per frame) with exactly {p.get('spec.obs_len', '?')} observed points; other "
-            "rates need resampling first."
+            f"- Fixed horizon and step: {p.get('spec.obs_len', '?')} observed points at the "
+            f"model's step of {p.get('spec.dt', '0.4')} s. Other rates are resampled to it by "
+            "linear interpolation (the ETL by `TRAJ_FRAME_SECONDS` or timestamps, the service by "
+            "a request's `dt` or `timestamps`), never across a gap longer than "
+            f"{p.get('spec.max_gap', '1.0')} s; check the rate of new data before trusting scores."
         ),
     ]
     if device.startswith("cpu"):
