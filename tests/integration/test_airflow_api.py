@@ -153,7 +153,7 @@ def test_trigger_etl_and_train_over_rest_and_find_the_model_in_mlflow(
     from mlflow import MlflowClient
 
     for dag_id in ("trajectory_etl", "trajectory_train", "trajectory_evaluate",
-                   "trajectory_batch_score"):
+                   "trajectory_batch_score", "trajectory_tune"):
         airflow.wait_for_dag(dag_id)
     assert airflow.api("GET", "/importErrors")["total_entries"] == 0
 
@@ -176,6 +176,14 @@ def test_trigger_etl_and_train_over_rest_and_find_the_model_in_mlflow(
     version = client.get_model_version_by_alias("trajectory-forecaster", "champion")
     assert version.run_id == summary["run_id"] and int(version.version) == summary["version"]
     assert client.get_run(summary["run_id"]).info.status == "FINISHED"
+
+    # the tune DAG as the trigger form sends it: its defaults, plus a small search
+    tune = airflow.run("trajectory_tune", {"trials": 1, "timeout": 0, "model": "calibrated",
+                                           "epochs": 1, "windows_dir": str(windows)})
+    assert tune["state"] == "success", airflow.tail()
+    tune_path = f"/dags/trajectory_tune/dagRuns/{tune['dag_run_id']}/taskInstances"
+    tasks = airflow.api("GET", tune_path)["task_instances"]
+    assert tasks and all(t["state"] == "success" for t in tasks)
 
     # the plugin's report server answers logged-in users only
     assert httpx.get(f"{airflow.url}/trajectory-reports/none.html").status_code == 401
