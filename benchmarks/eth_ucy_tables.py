@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from trajectory.files import write_text_atomic
+
 HERE = Path(__file__).parent
 SCENES = ("eth", "hotel", "univ", "zara1", "zara2")
 BEGIN, END = "<!-- tables: begin (benchmarks/eth_ucy_tables.py) -->", "<!-- tables: end -->"
@@ -144,9 +146,7 @@ def main() -> None:
         return
     text = _replace(args.md.read_text(), BEGIN, END, tables, args.md)
     text = _replace(text, REL_BEGIN, REL_END, evaluations, args.md)
-    tmp = args.md.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(args.md)
+    write_text_atomic(args.md, text)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from trajectory.data import schema as S
 from trajectory.data.io import read_tracks
 from trajectory.data.windows import Windows, WindowSpec, make_windows
 from trajectory.exceptions import ConfigError, InputFileError
+from trajectory.files import write_json_atomic
 from trajectory.training.evaluate import BEST_OF, score_model
 from trajectory.training.train import TrainConfig, train
 
@@ -337,8 +338,4 @@ def _load(output: Path) -> dict[str, Any]:
 
 
 def _write(output: Path, result: dict[str, Any]) -> None:
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(output.suffix + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(output)
+    write_json_atomic(output, result)

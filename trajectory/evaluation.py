@@ -19,9 +19,7 @@ Lines too broken to place (no readable frame or agent) are still listed among th
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -38,6 +36,7 @@ from trajectory.data.etl import _across_files
 from trajectory.data.io import REJECT_COLUMNS, RawFile, _layout, discover, read_tracks
 from trajectory.data.windows import Windows, WindowSpec
 from trajectory.exceptions import ConfigError, ModelError, NoWindowsError
+from trajectory.files import write_json_atomic
 from trajectory.models.base import TrajectoryModel, build_model
 from trajectory.training.evaluate import score_model
 
@@ -216,18 +215,8 @@ def evaluate_folder(
 
 
 def write_report(report: dict[str, Any], path: Path) -> Path:
-    """Write the report as JSON atomically (a temp file beside it, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """Write the report as JSON atomically."""
+    return write_json_atomic(path, report)
 
 
 _LABELS = {

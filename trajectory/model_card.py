@@ -9,7 +9,6 @@ belong to the model type trained by the benchmark protocol, not to this version'
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ import pandas as pd
 
 from trajectory.config import Settings
 from trajectory.exceptions import InputFileError, ModelError
+from trajectory.files import write_text_atomic
 
 SCENES = ("eth", "hotel", "univ", "zara1", "zara2")
 DEFAULT_BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "eth_ucy.json"
@@ -555,11 +555,7 @@ def write_card(
         density=density, note=note,
     )
     output = output or Path("model_cards") / f"{name}-v{source.version}.md"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(output)
-    return output
+    return write_text_atomic(output, text)
 
 
 def _label(path: Path) -> str:

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trajectory.files import write_json_atomic
 from trajectory.monitoring.ab import Comparison, SampleRatio
-from trajectory.monitoring.drift import DriftResult, write_json
+from trajectory.monitoring.drift import DriftResult
 from trajectory.monitoring.settings import MonitoringSettings
 
 
@@ -145,7 +146,5 @@ def decide(
 
 
 def write_decision(decision: Decision, path: Path) -> Path:
-    """Write the decision as JSON atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, decision.to_dict())
-    return path
+    """Write the decision as JSON atomically."""
+    return write_json_atomic(path, decision.to_dict(), default=str)

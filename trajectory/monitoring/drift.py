@@ -18,6 +18,7 @@ import pandas as pd
 
 from trajectory.data.schema import FEATURE_COLUMNS
 from trajectory.exceptions import DataError
+from trajectory.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def drift_report(
     )
     snapshot.save_html(result.html_path)
     document = {"summary": result.to_dict(), "evidently": json.loads(snapshot.json())}
-    write_json(Path(result.json_path), document)
+    write_json_atomic(Path(result.json_path), document, default=str)
     log.info("drift (%s, threshold %g): share %.2f %s", method, threshold, result.share, scores)
     return result
 
@@ -118,9 +119,3 @@ def _per_feature(
         raise DataError(f"Evidently returned no drift result for {missing}")
     return scores, drifted
 
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Atomic: write beside, then rename (also writes decision.json)."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=2, default=str))
-    tmp.replace(path)

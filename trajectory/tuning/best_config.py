@@ -8,13 +8,12 @@ change shows in `git diff` beside the `provenance` entry that says which search 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from trajectory.exceptions import ConfigError
+from trajectory.files import write_json_atomic
 from trajectory.training.train import TrainConfig
 
 PROVENANCE = "provenance"
@@ -35,18 +34,7 @@ def write_best_config(
         raise ConfigError(f"{path}: the training configuration is not a JSON object")
     content = values | dict(updates) | {PROVENANCE: dict(provenance)}
     _check_loadable(content)
-    text = json.dumps(content, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, content)
     return content
 
 
@@ -55,9 +43,3 @@ def _check_loadable(content: Mapping[str, Any]) -> None:
     fields = set(TrainConfig.__dataclass_fields__)
     TrainConfig(**{k: v for k, v in content.items() if k in fields})  # raises ConfigError
 
-
-def _mode(path: Path) -> int:
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        return 0o644
