@@ -32,8 +32,8 @@ import torch
 from trajectory.config import Settings, get_settings
 from trajectory.data import schema as S
 from trajectory.data.dataset import load_windows, write_manifest, write_scene_windows
-from trajectory.data.etl import _across_files
-from trajectory.data.io import REJECT_COLUMNS, RawFile, _layout, discover, read_tracks
+from trajectory.data.etl import check_across_files
+from trajectory.data.io import REJECT_COLUMNS, RawFile, discover, read_layout, read_tracks
 from trajectory.data.windows import Windows, WindowSpec
 from trajectory.exceptions import ConfigError, ModelError, NoWindowsError
 from trajectory.files import write_json_atomic
@@ -102,7 +102,9 @@ def read_folder(
             pieces.setdefault((str(scene), raw.split), []).append((raw, part))
     groups: dict[_Key, pd.DataFrame] = {}
     for key, parts in pieces.items():  # a scene's rows from several files, checked together
-        groups[key], across = _across_files([p for _, p in parts], [r for r, _ in parts], settings)
+        groups[key], across = check_across_files(
+            [p for _, p in parts], [r for r, _ in parts], settings
+        )
         by_rel = {r.rel: str(r.path) for r, _ in parts}
         found.append(across.assign(file=[by_rel[rel] for rel in across["file"]]))
     rejects = pd.concat([r for r in found if len(r)] or [pd.DataFrame(columns=REJECT_COLUMNS)])
@@ -164,7 +166,7 @@ def _lost_rows(raw: RawFile, lines: pd.Series, settings: Settings) -> pd.DataFra
     """The rejected `lines` of a raw file whose frame (or timestamp) and agent id can still be
     read, as track rows at a placeholder position: each line with its x and y set to 0, read
     back by `read_tracks` (so scene and frame are what the reader makes of them)."""
-    layout = _layout(raw.path)  # the reader's own reading of a CSV header
+    layout = read_layout(raw.path)  # the reader's own reading of a CSV header
     out = []
     for text in lines:
         fields = text.split() if layout.sep is None else [f.strip() for f in text.split(",")]

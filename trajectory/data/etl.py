@@ -317,7 +317,7 @@ def _scene_task(
             sources.append(raw)
     if not pieces:
         return result
-    tracks, rejects = _across_files(pieces, sources, settings)
+    tracks, rejects = check_across_files(pieces, sources, settings)
     write_rejects(rejects, tmp / "_rejects" / f"scene-{group.index:06d}.parquet")
     result.rows_valid, result.rows_rejected = len(tracks), len(rejects)
     if len(tracks):
@@ -328,7 +328,7 @@ def _scene_task(
     return result
 
 
-def _across_files(
+def check_across_files(
     pieces: list[pd.DataFrame], sources: list[RawFile], settings: Settings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the scene's rows from all files less duplicates and jumps between files, rejects)."""

@@ -114,7 +114,7 @@ def read_tracks(
     path = Path(path)
     settings = settings or get_settings()
     try:
-        layout = _layout(path)
+        layout = read_layout(path)
         parsed, parse_rejects, rows_in, digest = _parse_file(path, layout)
     except OSError as err:
         raise InputFileError(f"{path}: cannot read: {err.strerror or err}") from err
@@ -141,7 +141,9 @@ def read_tracks(
     )
 
 
-def _layout(path: Path) -> _Layout:
+def read_layout(path: Path) -> _Layout:
+    """How a raw file's lines read: its column names, separator and first data line (a CSV's
+    header decides; ETH/UCY text is `frame agent x y`)."""
     if path.suffix.lower() != ".csv":
         return _Layout(names=[S.FRAME, S.AGENT, S.X, S.Y], sep=None, first_line=1)
     with path.open("rb") as fh:
