@@ -139,7 +139,7 @@ def run_eth_ucy(
     for name in models:
         key = label or name
         configs = [replace(base, model=name, seed=s) for s in seeds]
-        runs = _run_all(data_dir, folds, configs, jobs, progress)
+        runs = _run_all(folds, configs, jobs, progress)
         result["models"][key] = _summarise(runs, seeds) | {
             "model": name,
             "date": result["date"],
@@ -159,7 +159,6 @@ def run_eth_ucy(
 
 
 def _run_all(
-    data_dir: Path,
     folds: dict[str, dict[str, Windows]],
     configs: list[TrainConfig],
     jobs: int,
@@ -172,7 +171,7 @@ def _run_all(
     context = multiprocessing.get_context("spawn")  # no fork of a process that ran torch
     with ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = {
-            pool.submit(_run_fold, data_dir, scene, config): (i, scene)
+            pool.submit(_run_fold, folds[scene], scene, config): (i, scene)
             for i, config in enumerate(configs)
             for scene in folds
         }
@@ -183,10 +182,10 @@ def _run_all(
     return [{scene: run[scene] for scene in folds} for run in runs]
 
 
-def _run_fold(data_dir: Path, scene: str, config: TrainConfig) -> dict[str, Any]:
-    """One (scene, seed) fold in a worker process."""
+def _run_fold(fold: dict[str, Windows], scene: str, config: TrainConfig) -> dict[str, Any]:
+    """One (scene, seed) fold in a worker process (the windows arrive pickled: read once)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    return _run_model({scene: scene_windows(data_dir, scene)}, config, progress=False)[scene]
+    return _run_model({scene: fold}, config, progress=False)[scene]
 
 
 def _run_model(
