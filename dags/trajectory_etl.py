@@ -71,7 +71,7 @@ def trajectory_etl() -> None:
                                         "windows_dir": done["windows_dir"]}
         return done
 
-    publish(etl())
+    publish(etl())  # type: ignore[arg-type]  # an XComArg, resolved at run time
 
 
 trajectory_etl()

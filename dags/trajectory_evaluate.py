@@ -89,7 +89,7 @@ def trajectory_evaluate() -> None:
         }
         return summary["reasons"]
 
-    request_retrain(evaluate())
+    request_retrain(evaluate())  # type: ignore[arg-type]  # an XComArg, resolved at run time
 
 
 trajectory_evaluate()

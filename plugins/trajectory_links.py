@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote
 
 from airflow.plugins_manager import AirflowPlugin
@@ -111,6 +111,8 @@ class TrajectoryPlugin(AirflowPlugin):
     """Extra links on every task, and the report server they point to."""
 
     name = "trajectory"
-    global_operator_extra_links: ClassVar[list[Any]] = [MLflowRunLink(), EvidentlyReportLink()]
-    fastapi_apps: ClassVar[list[Any]] = [{"app": _make_reports_app(), "url_prefix": REPORTS_PREFIX,
-                     "name": "Trajectory reports"}]
+    # AirflowPlugin declares these as instance attributes, so no ClassVar
+    global_operator_extra_links = [MLflowRunLink(), EvidentlyReportLink()]  # noqa: RUF012
+    fastapi_apps = [  # noqa: RUF012
+        {"app": _make_reports_app(), "url_prefix": REPORTS_PREFIX, "name": "Trajectory reports"}
+    ]

@@ -147,9 +147,9 @@ def run_eth_ucy(
             "load_average": [round(v, 1) for v in os.getloadavg()],
         }
         if runs[0][scenes[0]]["trainable"]:
-            config = asdict(replace(base, model=name))
+            fields = asdict(replace(base, model=name))
             result["models"][key]["train_config"] = {
-                k: v for k, v in config.items() if k != "seed"
+                k: v for k, v in fields.items() if k != "seed"
             }
             if provenance is not None:
                 result["models"][key]["config_provenance"] = provenance

@@ -23,6 +23,7 @@ import logging
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -150,14 +151,14 @@ def _write_windows(
     for i, key in enumerate(sorted(set(groups) | set(lost))):
         scene, folder_split = key
         tracks = groups.get(key)
-        args = {"split": folder_split, "part": f"{i:05d}", "spec": spec,
-                "frame_seconds": settings.frame_seconds}
-        got = write_scene_windows(tracks, out, **args) if tracks is not None else {}
+        write = partial(write_scene_windows, split=folder_split, part=f"{i:05d}", spec=spec,
+                        frame_seconds=settings.frame_seconds)
+        got = write(tracks, out) if tracks is not None else {}
         counts.setdefault(scene, Counter()).update(got)
         if key in lost:
             kept = [t for t in (tracks, *lost[key]) if t is not None]
             rows = pd.concat(kept, ignore_index=True).drop_duplicates([S.FRAME, S.AGENT])
-            would = write_scene_windows(rows, scratch, **args)
+            would = write(rows, scratch)
             dropped.update({s: max(n - got.get(s, 0), 0) for s, n in would.items()})
     return counts, dropped
 

@@ -31,6 +31,8 @@ TEMPERATURES = torch.logspace(-1, 1, 81)  # the grid `calibrate` searches, 0.1 .
 class CalibratedMixture(MixtureModel):
     """K=1: the central track. K>1: the k most likely modes by calibrated weight, best first."""
 
+    log_temperature: torch.Tensor  # buffer: () log of the fitted softmax temperature
+
     name = "calibrated"
 
     def __init__(self, weight_loss: float = 1.0, **kwargs: Any) -> None:

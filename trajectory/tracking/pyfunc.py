@@ -20,11 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import mlflow
 import numpy as np
 import torch
 from mlflow.models import ModelSignature
-from mlflow.pyfunc import PythonModelContext
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 from trajectory.data.windows import Windows, WindowSpec
@@ -103,7 +102,7 @@ def model_signature(spec: WindowSpec) -> ModelSignature:
     return ModelSignature(inputs, outputs, ParamSchema([ParamSpec("k", "long", 1)]))
 
 
-class TrajectoryPyfunc(mlflow.pyfunc.PythonModel):
+class TrajectoryPyfunc(PythonModel):
     """Rebuilds the model from the `checkpoint` artifact; predicts K futures per window."""
 
     # Inputs are checked against the TensorSpec signature, not the predict() type hint (as

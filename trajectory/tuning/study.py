@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STORAGE_FILE = "optuna.db"  # beside mlflow.db: both keep an alembic_version table of their own
-DIRECTION = "minimize"  # validation ADE in metres
+DIRECTION: Literal["minimize"] = "minimize"  # validation ADE in metres
 PRUNER_STARTUP_TRIALS = 3  # trials that run to the end before any is pruned
 PRUNER_WARMUP_EPOCHS = 2  # epochs a trial trains before it can be pruned
 SAMPLER_STARTUP_TRIALS = 5  # random draws before TPE models the results

@@ -28,8 +28,9 @@ def run_job(job: dict[str, Any], index: int) -> int:
 
     settings = Settings(**job["settings"])
     paths = ("config_path", "write_to", "raw_dir", "windows_dir")
-    options = TuneOptions(**{k: Path(v) if k in paths and v is not None else v
-                             for k, v in job["options"].items()})
+    fields: dict[str, Any] = {k: Path(v) if k in paths and v is not None else v
+                              for k, v in job["options"].items()}
+    options = TuneOptions(**fields)
     spec = WindowSpec.from_settings(settings)
     data = load_search_data(spec, options.raw_dir, options.windows_dir)
     base = base_config(options, settings, job["workers"])
