@@ -23,7 +23,7 @@ test: setup
 	bash scripts/test.sh $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check trajectory serving tests
+	$(BIN)/ruff check trajectory serving dags plugins tests && $(BIN)/mypy
 
 clean:
 	rm -rf artifacts .pytest_cache

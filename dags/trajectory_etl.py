@@ -10,8 +10,10 @@ The run is idempotent: the same input gives the same data version and the same f
 `windows_dir`) only when the data version changed, or when `force_publish` is set; that event
 schedules `trajectory_train`.
 
-Params: `input_dir` (default `TRAJ_DATA_DIR`, else `<work_dir>/raw`), `output_dir` (default
-`<work_dir>/windows`), `force_publish`.
+Params: `input_dir` (empty: `TRAJ_DATA_DIR`, else `<work_dir>/raw`), `output_dir` (empty:
+`<work_dir>/windows`), `force_publish`; any other conf key fails the run. The training that the
+event starts takes its settings from the Airflow Variable `trajectory_train_conf` (see
+trajectory_train). Not paused at creation: a trigger runs at once.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 from trajectory_common.assets import WINDOWS
+from trajectory_common.conf import checked_params
 from trajectory_common.dask import task_dask_client
 from trajectory_common.defaults import DAG_KWARGS
+from trajectory_common.logs import skip, task_logging
 
 
 @dag(
@@ -29,11 +33,15 @@ from trajectory_common.defaults import DAG_KWARGS
     **DAG_KWARGS,
     schedule=None,
     max_active_runs=1,
+    is_paused_upon_creation=False,
     tags=["trajectory", "etl", "dask"],
     doc_md=__doc__,
     params={
-        "input_dir": Param("", type="string", description="raw files; empty: the default"),
-        "output_dir": Param("", type="string", description="windows; empty: <work_dir>/windows"),
+        # "null" in the type makes a field optional in the trigger form
+        "input_dir": Param(None, type=["null", "string"],
+                           description="raw files; empty: TRAJ_DATA_DIR, else <work_dir>/raw"),
+        "output_dir": Param(None, type=["null", "string"],
+                            description="windows; empty: <work_dir>/windows"),
         "force_publish": Param(False, type="boolean",
                                description="emit the asset event even if nothing changed"),
     },
@@ -48,7 +56,8 @@ def trajectory_etl() -> None:
         from trajectory.data.dataset import read_manifest
         from trajectory.data.etl import run_etl
 
-        params = get_current_context()["params"]
+        task_logging(uses_mlflow=False)
+        params = checked_params(get_current_context())
         settings = get_settings()
         input_dir = Path(params["input_dir"] or settings.data_dir or settings.work_dir / "raw")
         output_dir = Path(params["output_dir"] or settings.windows_dir)
@@ -62,11 +71,9 @@ def trajectory_etl() -> None:
     @task(outlets=[WINDOWS])
     def publish(done: dict[str, Any], *, outlet_events: Any = None) -> dict[str, Any]:
         """Announce a new data version on the asset (skipped when nothing changed)."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
         force = get_current_context()["params"]["force_publish"]
         if done["data_version"] == done["previous_version"] and not force:
-            raise AirflowSkipException(f"data version {done['data_version']} is unchanged")
+            skip(f"data version {done['data_version']} is unchanged")
         outlet_events[WINDOWS].extra = {"data_version": done["data_version"],
                                         "windows_dir": done["windows_dir"]}
         return done

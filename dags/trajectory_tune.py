@@ -16,6 +16,8 @@ run per trial. Only the train and val splits of the windows are read, never test
 | `epochs` | epochs per trial; 0 (default) = the training configuration's |
 | `windows_dir` | an ETL output folder; empty: `<work_dir>/windows` |
 
+Any other conf key fails the run. Not paused at creation: a trigger runs at once.
+
 The best configuration, with its `provenance` (study, trial counts, best val ADE, data), is
 written to `<work_dir>/tuning/<run id>/config.json` and logged on the parent run
 (`tuning/config.json`): a proposal for `trajectory/training/config.json`, which is under version
@@ -28,7 +30,9 @@ from __future__ import annotations
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+from trajectory_common.conf import checked_params
 from trajectory_common.defaults import DAG_KWARGS, MLFLOW_RUN_XCOM, TRAINABLE_MODELS
+from trajectory_common.logs import task_logging
 
 
 @dag(
@@ -36,6 +40,7 @@ from trajectory_common.defaults import DAG_KWARGS, MLFLOW_RUN_XCOM, TRAINABLE_MO
     **DAG_KWARGS,
     schedule=None,
     max_active_runs=1,
+    is_paused_upon_creation=False,
     tags=["trajectory", "tuning", "optuna", "mlflow"],
     doc_md=__doc__,
     params={
@@ -62,8 +67,9 @@ def trajectory_tune() -> None:
         from trajectory.training.train import CONFIG_PATH
         from trajectory.tuning import TuneOptions, run_tuning
 
+        task_logging()
         context = get_current_context()
-        params = context["params"]
+        params = checked_params(context)
         settings = get_settings()
         windows_dir = Path(params["windows_dir"] or settings.windows_dir)
         out = settings.work_dir / "tuning" / re.sub(r"[^A-Za-z0-9_.-]", "_", context["run_id"])

@@ -8,7 +8,6 @@ mounted by this plugin at `/trajectory-reports/`, for logged-in users only.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,11 @@ DEFAULT_MLFLOW_UI = "http://localhost:5000"
 
 
 def _xcom(ti_key: Any, key: str) -> Any:
-    """The task instance's XCom `key`, decoded from JSON; None when absent (API server side)."""
+    """The task instance's XCom `key` as the task pushed it; None when absent (API server side).
+
+    The task SDK stores the value itself in the JSON column, so the row arrives decoded: decoding
+    it again turned a report path such as `20250101T120000/drift.html` into `Extra data` (500).
+    """
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
@@ -37,10 +40,7 @@ def _xcom(ti_key: Any, key: str) -> Any:
                 task_ids=ti_key.task_id, map_indexes=ti_key.map_index,
             ).with_only_columns(XComModel.value)
         ).first()
-    if row is None or row.value is None:
-        return None
-    value = row.value
-    return json.loads(value) if isinstance(value, str | bytes) else value
+    return None if row is None else row.value
 
 
 def mlflow_run_url(run: dict[str, Any]) -> str:
@@ -61,7 +61,7 @@ class MLflowRunLink(BaseOperatorLink):
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         run = _xcom(ti_key, MLFLOW_RUN_XCOM)
-        return mlflow_run_url(run) if run and run.get("run_id") else ""
+        return mlflow_run_url(run) if isinstance(run, dict) and run.get("run_id") else ""
 
 
 class EvidentlyReportLink(BaseOperatorLink):
@@ -71,7 +71,7 @@ class EvidentlyReportLink(BaseOperatorLink):
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         relative = _xcom(ti_key, EVIDENTLY_REPORT_XCOM)
-        return f"{REPORTS_PREFIX}/{quote(str(relative))}" if relative else ""
+        return f"{REPORTS_PREFIX}/{quote(relative)}" if isinstance(relative, str) and relative else ""
 
 
 def reports_root() -> Path:

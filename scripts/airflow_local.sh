@@ -62,12 +62,14 @@ URL="http://localhost:$PORT"
 cat <<EOF
 Airflow (standalone) starting; AIRFLOW_HOME=$AIRFLOW_HOME, TRAJ_WORK_DIR=$TRAJ_WORK_DIR
   UI:     $URL   (login: admin / $PASSWORD)
-  DAGs:   trajectory_etl, trajectory_train, trajectory_batch_score, trajectory_evaluate
-          (UI: open a DAG, "Trigger", edit the params form, "Trigger")
+  DAGs:   trajectory_etl, trajectory_train, trajectory_batch_score, trajectory_tune: active,
+          a trigger runs at once (UI: open a DAG, "Trigger", edit the params form, "Trigger")
+          trajectory_evaluate (hourly), trajectory_retention (daily): paused until you unpause
+          them (UI toggle, or PATCH /api/v2/dags/<dag> with {"is_paused": false})
+          training started by the ETL's Asset event: settings from the Variable
+          trajectory_train_conf, e.g. {"model": "cv", "epochs": 5} (README, Airflow)
   REST:   TOKEN=\$(curl -s -X POST $URL/auth/token -H 'Content-Type: application/json' \\
                   -d '{"username":"admin","password":"$PASSWORD"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-          curl -X PATCH $URL/api/v2/dags/trajectory_train -H "Authorization: Bearer \$TOKEN" \\
-               -H 'Content-Type: application/json' -d '{"is_paused": false}'
           curl -X POST $URL/api/v2/dags/trajectory_train/dagRuns -H "Authorization: Bearer \$TOKEN" \\
                -H 'Content-Type: application/json' \\
                -d '{"logical_date": null, "conf": {"model": "cv", "epochs": 1, "device": "cpu"}}'

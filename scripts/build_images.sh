@@ -8,9 +8,10 @@
 #
 # Environment (all optional):
 #   BASE_IMAGE        Python 3.11 base (default localhost/trajectory-base:bookworm)
-#   INFRA_BASE_IMAGE  Debian base of postgres/redis/nginx (default: BASE_IMAGE)
+#   INFRA_BASE_IMAGE  Debian base of the deploy/Containerfile.infra images (default: BASE_IMAGE)
 #   TAG               image tag (default latest); images are localhost/trajectory-<target>:TAG
-#   TARGETS           default "serving airflow worker mlflow postgres redis nginx"
+#   TARGETS           default "serving airflow worker mlflow postgres redis nginx prometheus
+#                     alertmanager"
 #   TORCH_INDEX       pip index of another torch build (CUDA); empty: the CPU wheel
 #   VENV              where `pip freeze` pins come from (default .venv; else pyproject ranges)
 #   REFRESH_WHEELS=1  rebuild the wheelhouse even if it looks current
@@ -21,7 +22,7 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$REPO/deploy/containers.conf}"
 BASE_IMAGE="${BASE_IMAGE:-localhost/trajectory-base:bookworm}"
 INFRA_BASE_IMAGE="${INFRA_BASE_IMAGE:-$BASE_IMAGE}"
 TAG="${TAG:-latest}"
-TARGETS="${TARGETS:-serving airflow worker mlflow postgres redis nginx}"
+TARGETS="${TARGETS:-serving airflow worker mlflow postgres redis nginx prometheus alertmanager}"
 VENV="${VENV:-$REPO/.venv}"
 WHEELS="$REPO/wheelhouse"
 
@@ -52,7 +53,7 @@ grep -q '^torch==2\.13\.0' "$WHEELS/requirements.txt" \
 for target in $TARGETS; do
     t1=$SECONDS
     case "$target" in
-        postgres|redis|nginx)
+        postgres|redis|nginx|prometheus|alertmanager)
             podman build --quiet --format docker --ignorefile deploy/containerignore -f deploy/Containerfile.infra \
                 --build-arg BASE_IMAGE="$INFRA_BASE_IMAGE" --target "$target" \
                 -t "localhost/trajectory-$target:$TAG" . >/dev/null ;;

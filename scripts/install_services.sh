@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the services the serving integration tests start themselves: redis-server and
-# PostgreSQL 15 (initdb, pg_ctl). Idempotent: does nothing when both are present.
+# PostgreSQL 15 (initdb, pg_ctl); and headless Chromium for the dashboard's browser tests. Idempotent: does nothing when both are present.
 # Needs root (or passwordless sudo) for apt-get; without it, prints what is missing and exits 0
 # so the tests that need a service skip with that reason.
 set -euo pipefail
@@ -9,9 +9,16 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x "$PG_BIN/initdb" ] && [ -x "$PG_BIN/pg_ctl" ] || missing+=(postgresql-15)
+# headless Chromium and its driver for the dashboard's browser tests (tests/dashboard): the
+# Debian packages, so no browser is downloaded at test time
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+# promtool, amtool and Alertmanager for tests/deploy/test_prometheus_rules.py
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 
 if [ ${#missing[@]} -eq 0 ]; then
-    echo "install_services: redis-server and PostgreSQL 15 are present"
+    echo "install_services: redis-server, PostgreSQL 15, Chromium and Prometheus are present"
     exit 0
 fi
 
@@ -30,6 +37,8 @@ export DEBIAN_FRONTEND=noninteractive
 # the packages start system services when installed; the tests start their own instead
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v service >/dev/null 2>&1; then
-    "${SUDO[@]}" service redis-server stop >/dev/null 2>&1 || true
+    for svc in redis-server prometheus prometheus-alertmanager; do
+        "${SUDO[@]}" service "$svc" stop >/dev/null 2>&1 || true
+    done
 fi
 echo "install_services: done"

@@ -72,6 +72,7 @@ AIRFLOW_ADMIN_PASSWORD=$(rand)
 AIRFLOW_FERNET_KEY=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
 AIRFLOW_SECRET_KEY=$(rand)
 AIRFLOW_JWT_SECRET=$(rand)
+PSEUDONYM_KEY=$(rand)
 API_KEY_HASHES='{"$(python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())' "$key")": "admin"}'
 RAW_DATA_DIR=$raw
 LB_PORT=18000
@@ -191,12 +192,12 @@ predict() {  # -> the response body; fails on a non-2xx answer
     curl -fsS -X POST "$LB/v1/predict" -H "X-API-Key: $API_KEY" \
         -H 'Content-Type: application/json' -H "X-Client-Id: smoke-$1" -d "$(predict_body)"
 }
-log_rows() {
-    podman exec postgres psql -q -U serving -d serving -tAc \
-        'select count(*) from predictions' 2>/dev/null \
+sql() {  # one query on the prediction log's database -> its unaligned result
+    podman exec postgres psql -q -U serving -d serving -tAc "$1" 2>/dev/null \
         || PGPASSWORD="$(envget PREDICTION_DB_PASSWORD)" podman exec -e PGPASSWORD postgres \
-            psql -q -h 127.0.0.1 -U serving -d serving -tAc 'select count(*) from predictions'
+            psql -q -h 127.0.0.1 -U serving -d serving -tAc "$1"
 }
+log_rows() { sql 'select count(*) from predictions'; }
 
 # --- 1. up ------------------------------------------------------------------------------------
 LAST=$SECONDS
@@ -255,6 +256,17 @@ done
 curl -fsS "$LB/v1/batch/$JOB/result" -H "X-API-Key: $API_KEY" -o "$STATE/batch_result.csv"
 echo "          batch $JOB: $(( $(wc -l <"$STATE/batch_result.csv") - 1 )) result rows"
 mark "batch CSV job through lb"
+
+# --- privacy: the log holds pseudonyms only; erasing one client from Airflow's container -----
+sleep 2  # the log writer flushes every 0.5 s
+RAW="$(sql "select count(*) from predictions where scene_key = 'smoke' or client_key like 'smoke-%'")"
+[[ "$RAW" == 0 ]] || fail "$RAW prediction-log rows hold a raw scene or client id"
+podman exec airflow-scheduler trajectory privacy erase --client-id smoke-1 >"$STATE/erase.json" \
+    || fail "trajectory privacy erase in airflow-scheduler"
+jq -e '.counts.predictions >= 1 and .audited' "$STATE/erase.json" >/dev/null \
+    || fail "erasure of client smoke-1: $(cat "$STATE/erase.json")"
+echo "          erased client smoke-1: $(jq -c .counts "$STATE/erase.json")"
+mark "pseudonymised log, erasure audited"
 
 # --- 4. graceful stop, down, up: the data survives --------------------------------------------
 sleep 2  # the log writer flushes every 0.5 s

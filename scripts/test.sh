@@ -5,5 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 bash scripts/install_services.sh
+echo "ruff and mypy over trajectory/ serving/ dags/ plugins/"
+.venv/bin/ruff check trajectory serving dags plugins tests
+.venv/bin/mypy  # the packages are listed in pyproject.toml [tool.mypy]
 # pytest exits 5 when it collected no test: that fails here too (set -e), as it must
 exec .venv/bin/python -m pytest "$@"

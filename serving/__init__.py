@@ -15,9 +15,17 @@
     cache.py          Redis (circuit breaker) or in-process LRU
     db.py             SQL tables and schema versioning
     predictions_log.py  background batch writer of the prediction log
+    quarantine.py     bisecting a refused batch: good rows written, bad rows quarantined
+    spills.py         spill files written at shutdown, replayed exactly once
+    audit.py          the admin audit trail (after validation, with outcome)
     batch.py          score_csv: the one batch scoring function (API, CLI, DAG)
+    batch_tasks.py    its tasks (parse a chunk, score a partition), run where cluster.py says
+    cluster.py        a Dask client / scheduler address / LocalCluster, or this process
+    partitions.py     partitions by scene and time that own each window exactly once
+    engine.py         the inference engine (one per model version) of batch and real-time
     chunks.py, windowing.py  bounded-memory reading and windowing for batch scoring
-    jobs.py           batch jobs of the API
+    jobs.py           batch jobs of the API (state in the database: any replica answers)
+    job_store.py      the batch_jobs table's queries
     routes/           HTTP routes
-    cli.py            `trajectory serve` and `trajectory score`
+    cli.py            `trajectory serve`, `trajectory score` and `trajectory replay-log`
 """

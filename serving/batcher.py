@@ -2,7 +2,8 @@
 
 Requests queue their canonical tracks; one worker takes everything queued (up to a cap),
 groups it by model and K, and runs each group in a single inference thread: one
-`make_windows` call (see `inference.batch_windows`) and one `trajectory.models.predict` call.
+`make_windows` call (see `inference.batch_windows`) and one call of the model's engine
+(`serving.engine`, the same inference path as batch scoring).
 While a group runs, new requests queue up, so batches grow with load and a lone request never
 waits for company. If a group fails, its requests are retried one by one, so one bad request
 cannot fail the others.
@@ -18,10 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from serving.engine import engine_for
 from serving.inference import CanonicalRequest, batch_windows
 from serving.metrics import ServingMetrics
 from serving.registry import ServedModel
-from trajectory.models import predict
+from trajectory.models import TrajectoryModel
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +103,17 @@ class MicroBatcher:
                 item.future.set_result(result)
 
 
+def predict(model: TrajectoryModel, obs: np.ndarray, nbr: np.ndarray, k: int) -> Result:
+    """The model's engine (built once per model version), as batch scoring calls it."""
+    return engine_for(model).predict(obs, nbr, k)
+
+
 def _run_group(model: ServedModel, requests: list[CanonicalRequest]) -> list[Result]:
     """Windows for every request, one model call, results split back per request."""
     pairs = batch_windows(requests, model.spec)
     obs = np.concatenate([o for o, _ in pairs])  # (B, T_obs, 2)
     nbr = np.concatenate([n for _, n in pairs])  # (B, M, T_obs, 2)
-    traj, weights = predict(model.model, obs, nbr, requests[0].k, batch_size=len(obs))
+    traj, weights = predict(model.model, obs, nbr, requests[0].k)
     out, start = [], 0
     for o, _ in pairs:
         out.append((traj[start : start + len(o)], weights[start : start + len(o)]))

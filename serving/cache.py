@@ -5,6 +5,11 @@ entries, and an entry never changes once written: the in-process level needs no 
 and is safe in front of the shared Redis level, which it spares a round trip on hot keys. A Redis error or timeout never fails a request: the request is served uncached, a
 circuit breaker stops calling Redis for a while after repeated errors, then lets one probe
 through; redis-py reconnects on the next call that goes through.
+
+A hit should cost little more than the constant-answer floor, so the in-process level keeps
+each value as a `CacheEntry` whose `parsed` slot holds what the caller made of the bytes
+(the predictions as dicts): later hits on the same entry parse nothing. Entries never change,
+so the slot never goes stale.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -31,15 +37,27 @@ CACHE_KEY_PREFIX = "pred:v1:"  # every prediction key starts with it (admin flus
 
 
 def cache_key(model_name: str, model_version: str, canonical: bytes) -> str:
-    """Namespace by model name and version; the canonical request is hashed."""
+    """Namespace by model name and version; the canonical request (agent ids, frames, points)
+    is SHA-256 hashed, so no identifier of the request is readable in a key (the scene and the
+    client are not part of it at all). Values hold the response's predictions, agent ids as
+    sent: they live `SERVING_CACHE_TTL_S` (docs/privacy.md)."""
     return f"{CACHE_KEY_PREFIX}{model_name}:{model_version}:{hashlib.sha256(canonical).hexdigest()}"
+
+
+@dataclass
+class CacheEntry:
+    """A cached value and, once a reader made it, its parsed form (kept in memory only)."""
+
+    value: bytes
+    parsed: Any = None
 
 
 class PredictionCache(Protocol):
     backend: str
 
     async def get(self, key: str) -> bytes | None: ...
-    async def set(self, key: str, value: bytes) -> None: ...
+    async def get_entry(self, key: str) -> CacheEntry | None: ...
+    async def set(self, key: str, value: bytes, parsed: Any = None) -> None: ...
     async def check(self) -> dict[str, object]: ...
     async def close(self) -> None: ...
 
@@ -50,10 +68,14 @@ class MemoryCache:
     backend = "memory"
 
     def __init__(self, max_items: int, ttl_s: float, metrics: ServingMetrics) -> None:
-        self._items: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, CacheEntry]] = OrderedDict()
         self._max, self._ttl, self._metrics = max_items, ttl_s, metrics
 
     async def get(self, key: str) -> bytes | None:
+        entry = await self.get_entry(key)
+        return None if entry is None else entry.value
+
+    async def get_entry(self, key: str) -> CacheEntry | None:
         item = self._items.get(key)
         if item is None or item[0] < time.monotonic():
             self._items.pop(key, None)
@@ -63,8 +85,8 @@ class MemoryCache:
         self._metrics.cache.labels("memory", "hit").inc()
         return item[1]
 
-    async def set(self, key: str, value: bytes) -> None:
-        self._items[key] = (time.monotonic() + self._ttl, value)
+    async def set(self, key: str, value: bytes, parsed: Any = None) -> None:
+        self._items[key] = (time.monotonic() + self._ttl, CacheEntry(value, parsed))
         self._items.move_to_end(key)
         while len(self._items) > self._max:
             self._items.popitem(last=False)
@@ -135,7 +157,8 @@ class RedisCache:
             self._metrics.cache.labels("redis", "bypass").inc()
             return None
         try:
-            value: bytes | None = await self._redis.get(key)
+            # bytes: the client is made without decode_responses
+            value = cast("bytes | None", await self._redis.get(key))
         except (RedisError, OSError) as err:
             self._fail(err)
             return None
@@ -143,7 +166,11 @@ class RedisCache:
         self._metrics.cache.labels("redis", "hit" if value is not None else "miss").inc()
         return value
 
-    async def set(self, key: str, value: bytes) -> None:
+    async def get_entry(self, key: str) -> CacheEntry | None:
+        value = await self.get(key)
+        return None if value is None else CacheEntry(value)
+
+    async def set(self, key: str, value: bytes, parsed: Any = None) -> None:
         if not self._breaker.allow():
             return
         try:
@@ -197,15 +224,20 @@ class TieredCache:
         self._memory, self._redis = memory, redis
 
     async def get(self, key: str) -> bytes | None:
-        value = await self._memory.get(key)
-        if value is None:
+        entry = await self.get_entry(key)
+        return None if entry is None else entry.value
+
+    async def get_entry(self, key: str) -> CacheEntry | None:
+        entry = await self._memory.get_entry(key)
+        if entry is None:
             value = await self._redis.get(key)
             if value is not None:
                 await self._memory.set(key, value)
-        return value
+                entry = await self._memory.get_entry(key)
+        return entry
 
-    async def set(self, key: str, value: bytes) -> None:
-        await self._memory.set(key, value)
+    async def set(self, key: str, value: bytes, parsed: Any = None) -> None:
+        await self._memory.set(key, value, parsed)
         await self._redis.set(key, value)
 
     async def check(self) -> dict[str, object]:

@@ -1,15 +1,16 @@
-"""Cutting a raw tracks file into chunk files of whole lines, remembering the line numbers.
+"""Cutting a raw tracks file into chunks of whole lines, remembering the line numbers.
 
-A chunk file is what the ETL reader expects of a whole file: the CSV header (for `.csv`
-inputs, as `trajectory.data.io` decides), then the last `overlap` lines of the previous chunk
+The driver only plans: one pass counting newlines (numpy over 16 MiB blocks, no parsing)
+gives each chunk's byte range, so any worker that sees the file can cut its own chunk. A
+chunk file is what the ETL reader expects of a whole file: the CSV header (for `.csv`
+inputs, as `trajectory.data.io` decides), then the `overlap` lines before the chunk
 (context, so order, duplicate and jump checks see each agent's previous points across the
-cut), then the chunk's own lines. Only own lines count: rows and rejects of the overlap were
-already handled with the previous chunk.
+cut), then the chunk's own lines. Only own lines count: rows and rejects of the context
+belong to the previous chunk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,21 @@ import numpy as np
 
 from trajectory.data.io import scene_from_path
 
-_READ_HINT = 16 << 20  # bytes of lines read at a time
+_BLOCK = 16 << 20  # bytes scanned for newlines at a time
+OVERLAP_LINES = 2000
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Where a chunk lies in the input; made by `plan_chunks`, cut by `write_chunk`."""
+
+    index: int
+    context_start: int  # byte offset of the first context line
+    start: int  # byte offset of the first own line
+    end: int  # byte offset just after the last own line
+    first_input_line: int  # input line number of the first context (else own) line
+    context_lines: int
+    own_lines: int
 
 
 @dataclass(frozen=True)
@@ -39,52 +54,78 @@ class Chunk:
         return self.first_input_line + (chunk_lines - 1 - self.header_lines)
 
 
-def split_lines(
-    path: Path,
-    out_dir: Path,
-    lines_per_chunk: int,
-    *,
-    overlap: int = 2000,
-    scene: str | None = None,
-) -> Iterator[Chunk]:
-    """Yield chunk files of `lines_per_chunk` own lines (the last may be shorter).
+def input_scene(path: Path, scene: str | None) -> str | None:
+    """The scene of every row: `scene` if given, else None when a CSV has a scene column
+    (each row names its own), else the file's name (`scene_from_path`)."""
+    if scene is not None:
+        return scene
+    if path.suffix.lower() == ".csv":
+        with path.open("rb") as f:
+            header = f.readline().decode("utf-8-sig", errors="replace")
+        if "scene" in [n.strip() for n in header.lower().replace(" ", "").split(",")]:
+            return None
+    return scene_from_path(path)
 
-    `scene` names the scene of every row; default: the scene column, else the file name.
-    """
+
+def plan_chunks(
+    path: Path, lines_per_chunk: int, *, overlap: int = OVERLAP_LINES
+) -> list[ChunkPlan]:
+    """Chunks of `lines_per_chunk` data lines (the last may be shorter), blank lines counted."""
+    is_csv = path.suffix.lower() == ".csv"
+    size = path.stat().st_size
+    step = lines_per_chunk
+    wanted: dict[int, int] = {}  # data line index -> byte offset of its start
+    with path.open("rb") as f:
+        header = len(f.readline()) if is_csv else 0
+        wanted[0] = header
+        offset, lines, last = header, 0, b"\n"  # bytes read, newlines seen, last byte
+        while block := f.read(_BLOCK):
+            newlines = np.flatnonzero(np.frombuffer(block, np.uint8) == 10)  # (n,)
+            after = lines + 1 + np.arange(len(newlines))  # index of the line each one starts
+            keep = (after % step == 0) | ((after + overlap) % step == 0)
+            wanted.update(zip(after[keep].tolist(), (offset + newlines[keep] + 1).tolist()))
+            lines += len(newlines)
+            offset += len(block)
+            last = block[-1:]
+    if size > header and last != b"\n":
+        lines += 1  # a last line without a newline
+    first_line = 2 if is_csv else 1  # input line number of data line 0
+    plans = []
+    for index, own_start in enumerate(range(0, lines, step)):
+        own_end = min(own_start + step, lines)
+        ctx = max(own_start - overlap, 0)
+        plans.append(
+            ChunkPlan(
+                index=index,
+                context_start=wanted[ctx],
+                start=wanted[own_start],
+                end=wanted.get(own_end, size) if own_end < lines else size,
+                first_input_line=first_line + ctx,
+                context_lines=own_start - ctx,
+                own_lines=own_end - own_start,
+            )
+        )
+    return plans
+
+
+def write_chunk(path: Path, plan: ChunkPlan, dest: Path, scene: str | None) -> Chunk:
+    """Cut the chunk `plan` describes out of `path` into the file `dest` (header first)."""
     is_csv = path.suffix.lower() == ".csv"
     with path.open("rb") as f:
         header = f.readline() if is_csv else b""
-        names = header.decode("utf-8-sig", errors="replace").lower().replace(" ", "").split(",")
-        if scene is None and "scene" not in [n.strip() for n in names]:
-            scene = scene_from_path(path)
-        pending: list[bytes] = []
-        context: list[bytes] = []
-        next_line = 2 if is_csv else 1  # input line number of pending[0]
-        consumed = len(header)
-        index = 0
-        while True:
-            lines = f.readlines(_READ_HINT)
-            pending.extend(lines)
-            done = not lines
-            while len(pending) >= lines_per_chunk or (done and pending):
-                own, pending = pending[:lines_per_chunk], pending[lines_per_chunk:]
-                chunk_path = out_dir / f"chunk-{index:06d}{path.suffix or '.txt'}"
-                with chunk_path.open("wb") as out:
-                    out.write(header)
-                    out.writelines(context)
-                    out.writelines(own)
-                consumed += sum(map(len, own))
-                yield Chunk(
-                    path=chunk_path,
-                    scene=scene,
-                    first_input_line=next_line - len(context),
-                    header_lines=1 if is_csv else 0,
-                    overlap_lines=len(context),
-                    own_lines=len(own),
-                    end_byte=consumed,
-                )
-                next_line += len(own)
-                context = own[-overlap:] if overlap else []
-                index += 1
-            if done:
-                return
+        f.seek(plan.context_start)
+        body = f.read(plan.end - plan.context_start)
+    with dest.open("wb") as out:
+        out.write(header)
+        out.write(body)
+        if body and not body.endswith(b"\n"):
+            out.write(b"\n")
+    return Chunk(
+        path=dest,
+        scene=scene,
+        first_input_line=plan.first_input_line,
+        header_lines=1 if is_csv else 0,
+        overlap_lines=plan.context_lines,
+        own_lines=plan.own_lines,
+        end_byte=plan.end,
+    )

@@ -17,7 +17,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from trajectory.config import Settings
@@ -41,7 +41,9 @@ def hash_api_key(key: str) -> str:
 class ServingSettings(BaseSettings):
     """Everything the HTTP service and batch scoring need; defaults run offline."""
 
-    model_config = SettingsConfigDict(env_prefix="SERVING_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="SERVING_", env_file=".env", extra="ignore", populate_by_name=True
+    )
 
     work_dir: Path = Path("artifacts")
 
@@ -85,7 +87,12 @@ class ServingSettings(BaseSettings):
     max_points: int = Field(200, ge=2)
     max_k: int = Field(20, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
-    max_csv_bytes: int = Field(2_000_000_000, ge=1024)
+    max_csv_bytes: int = Field(
+        256_000_000, ge=1024, description="largest batch upload; split bigger files"
+    )
+    max_abs_coordinate: float = Field(
+        1e5, gt=0, allow_inf_nan=False, description="|x|, |y| above this (metres) are rejected"
+    )
     output_decimals: int = Field(4, ge=0, le=9)
 
     # batch scoring
@@ -94,6 +101,25 @@ class ServingSettings(BaseSettings):
     batch_k: int = Field(1, ge=1)
     batch_max_listed_errors: int = Field(1000, ge=0)
     batch_retention_s: float = Field(86_400, gt=0, description="finished jobs kept this long")
+    replica_name: str | None = Field(
+        None, max_length=64, description="this replica in batch_jobs (default: the host name)"
+    )
+    batch_max_queued_per_key: int = Field(
+        4, ge=1, description="queued or running batch jobs one API key may hold"
+    )
+
+    # privacy (docs/privacy.md)
+    pseudonym_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("SERVING_PSEUDONYM_KEY", "TRAJ_PSEUDONYM_KEY"),
+        description="HMAC key for identifiers; default: a key file under work_dir",
+    )
+    log_retention_days: float = Field(
+        30, gt=0, description="prediction log and quarantine rows older than this are purged"
+    )
+    position_decimals: int | None = Field(
+        None, ge=0, le=9, description="round logged positions to this many decimals (1 = 0.1 m)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ServingSettings:

@@ -13,8 +13,9 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from serving.audit import audit_denied
 from serving.config import Role, ServingSettings, hash_api_key
-from serving.errors import AuthError, ForbiddenError
+from serving.errors import AuthError, ForbiddenError, status_for
 from serving.state import ServingState
 
 
@@ -49,11 +50,24 @@ async def _caller(state: StateDep, x_api_key: Annotated[str | None, Header()] = 
     return authenticate(state.settings, x_api_key)
 
 
-async def require_admin(caller: Annotated[Caller, Depends(_caller)]) -> Caller:
+def ensure_admin(caller: Caller, action: str = "this endpoint") -> None:
+    """AuthError (401) without a key, ForbiddenError (403) for a key of another role."""
     if caller.role is None:
-        raise AuthError("this endpoint needs an admin API key in the X-API-Key header")
+        raise AuthError(f"{action} needs an admin API key in the X-API-Key header")
     if caller.role is not Role.admin:
-        raise ForbiddenError("this endpoint needs the admin role; the key has role predict")
+        raise ForbiddenError(f"{action} needs the admin role; the key has role {caller.role}")
+
+
+async def require_admin(
+    state: StateDep, request: Request, x_api_key: Annotated[str | None, Header()] = None
+) -> Caller:
+    """The admin caller; a refused attempt (401/403) is written to the admin audit first."""
+    try:
+        caller = authenticate(state.settings, x_api_key)
+        ensure_admin(caller)
+    except AuthError as err:
+        await audit_denied(state, request, x_api_key, status_for(err))
+        raise
     return caller
 
 

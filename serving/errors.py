@@ -5,24 +5,31 @@ Serving errors extend the project tree (`trajectory.exceptions`):
     TrajectoryError
     ├── DataError
     │   └── RequestError            a request field is invalid (422), names field and reason
+    │       └── NonFiniteOutputError  the model gave a non-finite forecast for an agent (422)
     ├── AuthError                   no or unknown API key (401)
     │   └── ForbiddenError          the key lacks the role (403)
     ├── PayloadTooLargeError        body or CSV over its limit (413)
     ├── NotFoundError               unknown batch job or result not ready (404 / 409)
-    └── NotReadyError               no model loaded for the request (503)
+    ├── NotReadyError               no model loaded for the request (503)
+    ├── DatabaseUnavailable         the prediction log cannot take rows now (never sent)
+    └── AlreadyImported             a spill file was replayed before (never sent)
 
-Clients get `{"error": <kind>, "detail": <message>, "request_id": ...}`; never a traceback.
+Clients get `{"error": <kind>, "detail": <message>, "request_id": ...}` (`schemas.ErrorBody`,
+declared for every route by `documented`); never a traceback.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from serving.schemas import ErrorBody
 from trajectory.exceptions import (
     ConfigError,
     DataError,
@@ -79,6 +86,15 @@ STATUS: dict[type[Exception], int] = {
 }
 
 
+ANY_ROUTE = (413, 422, 500)  # body over the limit, invalid request, a bug
+WITH_KEY = (401, 403)  # routes that take an API key
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for error statuses, each with the one error body."""
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
 def status_for(err: Exception) -> int:
     """The HTTP status of an error: the entry of its nearest class in `STATUS`."""
     if isinstance(err, NotFoundError):
@@ -89,9 +105,17 @@ def status_for(err: Exception) -> int:
     return 500
 
 
-def _body(request: Request, kind: str, detail: object, status: int) -> JSONResponse:
+def _body(
+    request: Request,
+    kind: str,
+    detail: object,
+    status: int,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
-    headers = {"WWW-Authenticate": "APIKey"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "APIKey"
     return JSONResponse(
         {"error": kind, "detail": detail, "request_id": request_id}, status, headers=headers
     )
@@ -124,7 +148,9 @@ async def _validation_error(request: Request, err: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, err: Exception) -> JSONResponse:
     assert isinstance(err, StarletteHTTPException)
-    return _body(request, "HTTPError", err.detail, err.status_code)
+    if err.status_code == 400:  # a body FastAPI or Starlette could not parse: as invalid JSON
+        return _body(request, "RequestError", [{"field": "body", "reason": err.detail}], 422)
+    return _body(request, "HTTPError", str(err.detail), err.status_code, err.headers)  # Allow
 
 
 async def _unexpected(request: Request, err: Exception) -> JSONResponse:

@@ -11,6 +11,11 @@ or `timestamps`. Then each agent's points are resampled by the ETL's `resample` 
 of the model's step that ends at the agent's last point, with the model's `max_gap`; the
 agent must have points covering the model's observation span ((obs_len - 1) * dt). Agents
 are then matched as neighbours at the grid frame nearest to their last point's time.
+
+A model can answer NaN or inf (an input far outside its training range, a broken checkpoint).
+That is never sent, cached or written: `finite_outputs` tells which agents (or batch windows)
+got a finite prediction, and `check_finite_outputs` raises `NonFiniteOutputError` (a 422
+naming the agents) for the real-time API; batch scoring lists such windows as errors.
 """
 
 from __future__ import annotations
@@ -29,6 +34,37 @@ from trajectory.data.windows import WindowSpec, make_windows
 
 REQUEST_SCENE = "request"
 _MAX_SHARED_SPAN = 1_000_000  # steps between the agents of one request, for a shared call
+
+
+class NonFiniteOutputError(RequestError):
+    """The model's prediction for some agents holds NaN or inf: an error for those agents.
+
+    `positions` are their indices in the request (`agents.<i>`), `agent_ids` their ids; the
+    field named is the first such agent's.
+    """
+
+    def __init__(self, positions: list[int], agent_ids: list[int]) -> None:
+        shown = ", ".join(str(a) for a in agent_ids[:10]) + (", ..." if len(agent_ids) > 10 else "")
+        super().__init__(
+            f"agents.{positions[0]}",
+            f"the model's prediction for agent_id {shown} is not finite (NaN or inf); "
+            "check that agent's points",
+        )
+        self.positions, self.agent_ids = positions, agent_ids
+
+
+def finite_outputs(traj: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(A,) bool: True where an agent's (window's) traj (A, K, T, 2) and weights (A, K) are
+    all finite."""
+    finite_traj = np.isfinite(traj).all(axis=tuple(range(1, traj.ndim)))  # (A,)
+    return finite_traj & np.isfinite(weights).all(axis=tuple(range(1, weights.ndim)))
+
+
+def check_finite_outputs(agent_ids: np.ndarray, traj: np.ndarray, weights: np.ndarray) -> None:
+    """Raise NonFiniteOutputError naming every agent whose prediction is not finite."""
+    bad = np.flatnonzero(~finite_outputs(traj, weights))
+    if len(bad):
+        raise NonFiniteOutputError(bad.tolist(), [int(agent_ids[i]) for i in bad])
 
 
 @dataclass(frozen=True)
@@ -144,7 +180,7 @@ def observed_times(req: PredictRequest) -> list[np.ndarray] | None:
     for agent in req.agents:
         frame = agent.last_frame if agent.last_frame is not None else default_frame
         back = np.arange(len(agent.points) - 1, -1, -1)  # points before the last one
-        out.append((frame / req.frame_step - back) * req.dt)
+        out.append(((frame / req.frame_step - back) * req.dt).astype(np.float64))
     return out
 
 

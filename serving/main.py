@@ -17,24 +17,35 @@ from contextlib import asynccontextmanager
 
 import torch
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 import trajectory
 from serving.batcher import MicroBatcher
 from serving.cache import make_cache
 from serving.config import ServingSettings, load_serving_settings
 from serving.db import open_database
-from serving.errors import install_error_handlers
+from serving.errors import ANY_ROUTE, WITH_KEY, documented, install_error_handlers
 from serving.jobs import BatchJobs
 from serving.metrics import ServingMetrics
-from serving.middleware import ServingMiddleware
+from serving.middleware import RequestIdMiddleware, ServingMiddleware
 from serving.predictions_log import PredictionLog
 from serving.registry import ModelSource, RegistrySource, VariantSet
 from serving.reloader import ModelReloader
 from serving.routes import admin, batch, models, ops, predict
 from serving.routing import Router
+from serving.spills import replay_spills
 from serving.state import ServingState
+from trajectory.privacy.pseudonym import load_pseudonymiser
 
 log = logging.getLogger(__name__)
+
+
+class ServingApp(FastAPI):
+    """FastAPI with the request-id layer outermost: Starlette's error middleware, which
+    sends the 500 of an unhandled error, is inside it, so that 500 has X-Request-Id too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIdMiddleware(super().build_middleware_stack())
 
 
 def create_app(
@@ -53,7 +64,7 @@ def create_app(
         finally:
             await close_state(state)
 
-    app = FastAPI(
+    app = ServingApp(
         title="Trajectory prediction service",
         version=trajectory.__version__,
         lifespan=lifespan,
@@ -65,8 +76,9 @@ def create_app(
         max_csv_bytes=settings.max_csv_bytes,
     )
     install_error_handlers(app)
-    for module in (predict, batch, models, admin, ops):
-        app.include_router(module.router)
+    for module in (predict, batch, models, admin):
+        app.include_router(module.router, responses=documented(*WITH_KEY, *ANY_ROUTE))
+    app.include_router(ops.router, responses=documented(*ANY_ROUTE))
     return app
 
 
@@ -78,7 +90,17 @@ async def open_state(
     sys.setswitchinterval(settings.gil_switch_s)
     if not settings.auth_required:
         log.warning("SERVING_AUTH_REQUIRED=false: predict endpoints accept requests without key")
-    engine = await asyncio.to_thread(open_database, settings.resolved_database_url())
+    pseudonyms = load_pseudonymiser(
+        settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else None,
+        settings.work_dir,
+    )
+    engine = await asyncio.to_thread(open_database, settings.resolved_database_url(), pseudonyms)
+    # rows spilled at the last shutdown (database down then), imported exactly once
+    replayed = await asyncio.to_thread(replay_spills, engine, settings.work_dir, pseudonyms)
+    if replayed.files or replayed.skipped:
+        log.info("spill files replayed: %s", replayed)
+        metrics.log_rows.labels("replayed").inc(replayed.rows)
+        metrics.log_rows.labels("quarantined").inc(replayed.quarantined)
     variants = VariantSet(settings.variants, settings.default_variant)
     source = source or RegistrySource(settings.trajectory_settings())
     reloader = ModelReloader(variants, source, metrics, settings.model_poll_s)
@@ -104,7 +126,8 @@ async def open_state(
         engine=engine,
         log=prediction_log,
         batcher=MicroBatcher(settings.max_batch_windows, metrics),
-        jobs=BatchJobs(settings, metrics),
+        jobs=await BatchJobs.open(settings, metrics, engine),
+        pseudonyms=pseudonyms,
     )
     prediction_log.start()
     state.batcher.start()

@@ -2,6 +2,10 @@
 
 With several uvicorn workers each process keeps its own numbers; scrape each worker or run
 one worker per container.
+
+Labels take values from small fixed sets (route templates, methods, status codes, variant and
+model names, cache levels): never a client, scene or agent id, which would both leak
+identifiers to whoever reads the metrics and grow the series without bound.
 """
 
 from __future__ import annotations

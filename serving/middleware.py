@@ -1,7 +1,9 @@
 """Pure ASGI middleware: request ids, body size limits and per-route metrics.
 
 Pure ASGI rather than `BaseHTTPMiddleware`: it adds no task per request and never buffers
-bodies, which matters for latency and for streamed CSV uploads.
+bodies, which matters for latency and for streamed CSV uploads. `RequestIdMiddleware` wraps
+the whole app, Starlette's error middleware included (see `main.ServingApp`), so that every
+response, an unhandled error's 500 too, carries X-Request-Id.
 """
 
 from __future__ import annotations
@@ -19,8 +21,32 @@ from serving.metrics import ServingMetrics
 _SAFE_ID = re.compile(r"^[\w.-]{1,64}$")
 
 
+class RequestIdMiddleware:
+    """Sets `request.state.request_id` (the client's X-Request-Id when safe, else a new one)
+    and puts it in the X-Request-Id header of every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 class ServingMiddleware:
-    """Sets `request.state.request_id`, enforces size limits (413) and records metrics."""
+    """Enforces size limits (413) and records metrics."""
 
     def __init__(
         self,
@@ -38,10 +64,7 @@ class ServingMiddleware:
             return
         start = time.perf_counter()
         headers = dict(scope["headers"])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
-        state["request_id"] = request_id
         is_upload = scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/batch"
         limit = self.max_csv if is_upload else self.max_body
         status = 500
@@ -50,7 +73,6 @@ class ServingMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         received = 0
@@ -71,6 +93,7 @@ class ServingMiddleware:
         try:
             if declared > limit:
                 detail = f"request body over the limit of {limit} bytes"
+                request_id = state.get("request_id")
                 body = {"error": "PayloadTooLargeError", "detail": detail, "request_id": request_id}
                 await JSONResponse(body, 413)(scope, receive, send_wrapper)
             else:

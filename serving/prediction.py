@@ -15,13 +15,18 @@ import numpy as np
 
 from serving.cache import cache_key
 from serving.errors import NotReadyError, RequestError
-from serving.inference import CanonicalRequest, canonicalize, check_limits
+from serving.inference import (
+    CanonicalRequest,
+    canonicalize,
+    check_finite_outputs,
+    check_limits,
+)
 from serving.predictions_log import Row
 from serving.registry import ServedModel
-from serving.routing import hash_routing_key
 from serving.schemas import PredictRequest
 from serving.state import ServingState
 from trajectory.data.resample import same_step
+from trajectory.privacy.pseudonym import Pseudonymiser
 
 Predictions = list[dict[str, Any]]
 
@@ -78,6 +83,20 @@ def choose_model(
     return variant, assignment, model
 
 
+def check_coordinates(req: PredictRequest, bound: float) -> None:
+    """RequestError naming the first point with |x| or |y| over `bound`
+    (settings.max_abs_coordinate): such values overflow the models' float32 into inf/NaN."""
+    for i, agent in enumerate(req.agents):
+        points = np.abs(np.asarray(agent.points, np.float64))  # (n, 2)
+        over = np.flatnonzero((points > bound).any(axis=1))
+        if len(over):
+            j = int(over[0])
+            raise RequestError(
+                f"agents.{i}.points.{j}",
+                f"coordinate {points[j].max():.6g} m is beyond the limit of {bound:g} m",
+            )
+
+
 async def predict_request(
     state: ServingState, req: PredictRequest, client_id: str | None, request_id: str
 ) -> PredictOutcome:
@@ -85,6 +104,7 @@ async def predict_request(
     start = time.perf_counter()
     settings = state.settings
     check_limits(req, settings)
+    check_coordinates(req, settings.max_abs_coordinate)
     key = routing_key(req, client_id)
     variant, assignment, model = choose_model(state, req.variant, key)
     canon = canonicalize(req, settings.cache_decimals, model.spec)  # at the model's dt
@@ -97,23 +117,27 @@ async def predict_request(
         "k": req.k,
         "dt": model.spec.dt,
     }
-    body = json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"predictions":'
+    body = json.dumps(head, separators=(",", ":"), allow_nan=False).encode()[:-1]
+    body += b',"predictions":'
     body += scored.json + b"}"
     latency_ms = (time.perf_counter() - start) * 1000
-    common = {
+    common = log_identity(state.pseudonyms, req.scene, client_id, key) | {
         "request_id": request_id,
-        "routing_key_hash": hash_routing_key(key),
-        "scene": req.scene,
         "frame_step": canon.frame_step,  # 1 when resampled: frames count model steps
     }
-    state.log.record(_rows(common, variant, assignment, model, canon, scored, latency_ms))
+    agent_keys = [state.pseudonyms.agent(req.scene, int(a)) for a in canon.agent_ids]
+    rows = _rows(common, agent_keys, variant, assignment, model, canon, scored, latency_ms,
+                 decimals=settings.position_decimals)
+    state.log.record(rows)
     state.metrics.predictions.labels(variant, "false").inc(len(canon.agent_ids))
     for shadow in settings.shadow_variants:
         shadow_model = state.variants.get(shadow)
         if shadow != variant and shadow_model is not None:
             shadow_canon = _at_step_of(shadow_model, model, req, canon, settings.cache_decimals)
             if shadow_canon is not None:
-                state.spawn(_shadow(state, shadow, shadow_model, shadow_canon, common))
+                state.spawn(
+                    _shadow(state, shadow, shadow_model, shadow_canon, common, agent_keys)
+                )
     return PredictOutcome(body=body, variant=variant, cached=scored.hit)
 
 
@@ -135,17 +159,30 @@ def _at_step_of(
 
 
 async def score_request(state: ServingState, model: ServedModel, canon: CanonicalRequest) -> Scored:
-    """From the cache or the model. Cache values are `<model version>\\n<predictions JSON>`."""
+    """From the cache or the model. Cache values are `<model version>\\n<predictions JSON>`;
+    the in-process level keeps them checked and parsed (`CacheEntry.parsed`), so a hit there
+    decodes nothing."""
     key = cache_key(model.name, model.version, canon.key_bytes())
-    cached = await state.cache.get(key)
-    if cached is not None:
-        version, _, preds_json = cached.partition(b"\n")
-        if version.decode() == model.version:  # belt and braces: the key has it already
-            return Scored(preds_json, hit=True)
+    entry = await state.cache.get_entry(key)
+    if entry is not None:
+        if entry.parsed is not None:  # checked and parsed when stored or first hit
+            preds_json, preds = entry.parsed
+            return Scored(preds_json, hit=True, parsed=preds)
+        version, _, preds_json = entry.value.partition(b"\n")
+        # belt and braces: the key has the version already; NaN/Infinity (written before
+        # outputs were checked) would be invalid JSON, so such an entry is a miss
+        finite = b"NaN" not in preds_json and b"Infinity" not in preds_json
+        if version.decode() == model.version and finite:
+            scored = Scored(preds_json, hit=True)
+            entry.parsed = (preds_json, scored.preds)
+            return scored
     traj, weights = await state.batcher.predict(model, canon)
+    check_finite_outputs(canon.agent_ids, traj, weights)  # 422 naming the agent, not cached
     preds = format_predictions(canon.agent_ids, traj, weights, state.settings.output_decimals)
-    preds_json = json.dumps(preds, separators=(",", ":")).encode()
-    state.spawn(state.cache.set(key, model.version.encode() + b"\n" + preds_json))
+    # allow_nan=False: a non-finite number that slipped through fails here (500), never sent
+    preds_json = json.dumps(preds, separators=(",", ":"), allow_nan=False).encode()
+    value = model.version.encode() + b"\n" + preds_json
+    state.spawn(state.cache.set(key, value, (preds_json, preds)))
     return Scored(preds_json, hit=False, parsed=preds)
 
 
@@ -173,24 +210,44 @@ async def _shadow(
     model: ServedModel,
     canon: CanonicalRequest,
     common: dict[str, Any],
+    agent_keys: list[str],
 ) -> None:
     """Score with a shadow variant and log it; the client never sees this."""
     start = time.perf_counter()
     scored = await score_request(state, model, canon)
     latency_ms = (time.perf_counter() - start) * 1000
-    state.log.record(_rows(common, variant, "shadow", model, canon, scored, latency_ms))
+    rows = _rows(common, agent_keys, variant, "shadow", model, canon, scored, latency_ms,
+                 decimals=state.settings.position_decimals)
+    state.log.record(rows)
     state.metrics.predictions.labels(variant, "true").inc(len(canon.agent_ids))
+
+
+def log_identity(
+    pseudonyms: Pseudonymiser, scene: str | None, client_id: str | None, key: str
+) -> dict[str, Any]:
+    """What a log row says of who and where: keyed pseudonyms only, never the raw values."""
+    return {
+        "routing_key_hash": pseudonyms.routing(key),
+        "client_key": pseudonyms.client(client_id),
+        "scene_key": pseudonyms.scene(scene),
+        "pseudonym_key_id": pseudonyms.key_id,
+    }
 
 
 def _rows(
     common: dict[str, Any],
+    agent_keys: list[str],
     variant: str,
     assignment: str,
     model: ServedModel,
     canon: CanonicalRequest,
     scored: Scored,
     latency_ms: float,
+    *,
+    decimals: int | None = None,
 ) -> list[Row]:
+    """Log rows, one per agent; positions rounded to `decimals` (SERVING_POSITION_DECIMALS,
+    e.g. 1 = 0.1 m) when set, so the log keeps coarser tracks than the service sees."""
     now = datetime.now(UTC)
     return [
         {
@@ -201,14 +258,23 @@ def _rows(
             "shadow": assignment == "shadow",
             "model_name": model.name,
             "model_version": model.version,
-            "agent_id": int(canon.agent_ids[i]),
+            "agent_key": agent_keys[i],
             "last_frame": int(canon.last_frames[i]) if canon.frames_given[i] else None,
             "k": canon.k,
-            "observed": canon.points[i].tolist(),
-            "predicted": p["samples"] if p["samples"] is not None else [p["points"]],
+            "observed": _coarse(canon.points[i], decimals),
+            "predicted": _coarse(
+                p["samples"] if p["samples"] is not None else [p["points"]], decimals
+            ),
             "weights": p["weights"] if p["weights"] is not None else [1.0],
             "latency_ms": latency_ms,
             "cache_hit": scored.hit,
         }
         for i, p in enumerate(scored.preds)
     ]
+
+
+def _coarse(points: Any, decimals: int | None) -> Any:
+    """Positions as JSON lists, rounded to `decimals` when set (None: as they are)."""
+    if decimals is None:
+        return points.tolist() if isinstance(points, np.ndarray) else points
+    return np.round(np.asarray(points, np.float64), decimals).tolist()

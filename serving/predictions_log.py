@@ -1,29 +1,33 @@
 """Background writer of the prediction log: requests enqueue rows, a task inserts them in batches.
 
-Inserts run in a worker thread, off the event loop. A failed insert keeps its rows and retries
-with backoff (the database may come back). `close()` drains everything; if the database is
-still down at shutdown the remaining rows go to a JSON-lines spill file beside the work dir,
-so a SIGTERM loses nothing.
+Inserts run in a worker thread, off the event loop, through `serving.quarantine.write_rows`:
+rows the database refuses are quarantined (table or file) and the rest written, so one bad row
+never blocks the log. When the database is unavailable the batch is kept and retried with
+backoff. `close()` drains everything; rows still unwritten because the database is down at
+shutdown go to a spill file in the work dir (`serving.spills`), replayed at the next start-up.
+
+`state()` is shown on the unauthenticated /ready: a status and counts only. The error itself
+goes to the server log.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import time
 from collections import deque
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 
-from serving.db import predictions
 from serving.metrics import ServingMetrics
+from serving.quarantine import DatabaseUnavailable, Row, write_rows
+from serving.spills import write_spill
+
+__all__ = ["PredictionLog", "Row"]
 
 log = logging.getLogger(__name__)
 
-Row = dict[str, Any]
+CLOSE_ATTEMPTS = 5  # tries at shutdown before the rows are spilled
 
 
 class PredictionLog:
@@ -46,9 +50,9 @@ class PredictionLog:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self._last_error: str | None = None
         self._failures = 0
         self.written = 0
+        self.quarantined = 0
 
     def record(self, rows: list[Row]) -> None:
         """Enqueue rows without blocking; over `max_queue` the rows are dropped and counted."""
@@ -71,14 +75,19 @@ class PredictionLog:
         if self._task is not None:
             await self._task
         if self._rows:
-            self._spill()
+            path, n = write_spill(self._spill_dir, self._rows)
+            self._metrics.log_rows.labels("spilled").inc(n)
+            log.error("database unavailable at shutdown: %d rows spilled to %s", n, path)
+            self._rows.clear()
 
     def state(self) -> dict[str, object]:
+        """For /ready: no error text (it may hold SQL and other clients' rows)."""
         return {
             "ok": self._failures == 0,
+            "status": "ok" if self._failures == 0 else "unavailable",
             "queued": len(self._rows),
             "written": self.written,
-            "last_error": self._last_error,
+            "quarantined": self.quarantined,
         }
 
     async def _run(self) -> None:
@@ -95,32 +104,22 @@ class PredictionLog:
                 continue
             batch = [self._rows.popleft() for _ in range(min(self._batch_size, len(self._rows)))]
             try:
-                await asyncio.to_thread(self._insert, batch)
-            except Exception as err:  # noqa: BLE001 - any driver error: keep the rows, retry
+                outcome = await asyncio.to_thread(write_rows, self._engine, batch, self._spill_dir)
+            except Exception as err:
                 self._rows.extendleft(reversed(batch))
                 self._failures += 1
-                self._last_error = f"{type(err).__name__}: {err}"[:500]
-                log.warning("prediction log insert failed (%s); retrying", self._last_error)
-                if self._closing and self._failures >= 5:
+                detail = err.detail if isinstance(err, DatabaseUnavailable) else repr(err)
+                log.warning("prediction log: database unavailable (%s); %d rows kept, retrying",
+                            detail, len(self._rows), exc_info=not isinstance(err, DatabaseUnavailable))
+                if self._closing and self._failures >= CLOSE_ATTEMPTS:
                     return  # close() spills what is left
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            backoff, self._failures, self._last_error = 0.1, 0, None
-            self.written += len(batch)
-            self._metrics.log_rows.labels("written").inc(len(batch))
+            backoff, self._failures = 0.1, 0
+            self.written += outcome.written
+            self.quarantined += outcome.quarantined
+            self._metrics.log_rows.labels("written").inc(outcome.written)
+            if outcome.quarantined:
+                self._metrics.log_rows.labels("quarantined").inc(outcome.quarantined)
             self._metrics.log_queue.set(len(self._rows))
-
-    def _insert(self, batch: list[Row]) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(insert(predictions), batch)
-
-    def _spill(self) -> None:
-        self._spill_dir.mkdir(parents=True, exist_ok=True)
-        path = self._spill_dir / f"predictions-spill-{time.time_ns()}.jsonl"
-        with path.open("w") as f:
-            for row in self._rows:
-                f.write(json.dumps(row, default=str) + "\n")
-        self._metrics.log_rows.labels("spilled").inc(len(self._rows))
-        log.error("database unavailable at shutdown: %d rows spilled to %s", len(self._rows), path)
-        self._rows.clear()

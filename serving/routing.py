@@ -21,11 +21,6 @@ def bucket_of(salt: str, key: str) -> int:
     return int.from_bytes(digest, "big") % BUCKETS
 
 
-def hash_routing_key(key: str) -> str:
-    """The form in which routing keys are logged (never the raw client id)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class Router:
     """Cumulative bucket ranges over variants in a fixed order."""

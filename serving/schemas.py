@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# Strict: a JSON string or boolean is never read as a number ("7" and true are refused).
+# Per field rather than `ConfigDict(strict=True)`, which would also refuse a JSON array for a
+# point when FastAPI validates a parsed body (admin cache warming).
+FiniteFloat = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 Point = tuple[FiniteFloat, FiniteFloat]
-Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+StrictInt = Annotated[int, Strict()]
+Int64 = Annotated[int, Strict(), Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class AgentTrack(BaseModel):
@@ -45,18 +49,32 @@ class PredictRequest(BaseModel):
     agents: list[AgentTrack] = Field(min_length=1)
     scene: str | None = Field(None, max_length=200)
     frame: Int64 | None = Field(None, description="frame of every agent's last point")
-    frame_step: int = Field(1, ge=1, le=1_000_000, description="frame numbers per point")
-    dt: float | None = Field(
+    frame_step: StrictInt = Field(1, ge=1, le=1_000_000, description="frame numbers per point")
+    dt: FiniteFloat | None = Field(
         None,
         gt=0,
         le=3600,
-        allow_inf_nan=False,
         description="seconds between consecutive points (default: the model's time step); "
         "points at another step are resampled to the model's",
     )
-    k: int = Field(1, ge=1, description="samples per agent")
+    k: StrictInt = Field(1, ge=1, description="samples per agent")
     routing_key: str | None = Field(None, max_length=200)
-    variant: str | None = Field(None, max_length=64, description="force a variant (tests, QA)")
+    variant: str | None = Field(
+        None, max_length=64, description="force a variant (tests, QA): needs an admin key"
+    )
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the field, e.g. agents.0.points.1; body")
+    reason: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: 4xx and 5xx alike, never a traceback."""
+
+    error: str = Field(description="the kind of error, e.g. RequestError, AuthError")
+    detail: str | list[FieldError] = Field(description="a message, or the invalid fields (422)")
+    request_id: str | None = Field(description="also in the X-Request-Id header")
 
 
 class ModelRef(BaseModel):
@@ -92,6 +110,15 @@ class VariantInfo(BaseModel):
     loaded: bool
     model: dict[str, object] | None
     error: str | None
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "degraded", "not_ready"]
+    degraded: list[str] = Field(description="parts not working: cache, database, registry...")
+    models: dict[str, dict[str, object]]
+    cache: dict[str, object]
+    database: dict[str, object]
+    registry: dict[str, object]
 
 
 class ModelsResponse(BaseModel):

@@ -18,6 +18,7 @@ from serving.predictions_log import PredictionLog
 from serving.registry import VariantSet
 from serving.reloader import ModelReloader
 from serving.routing import Router
+from trajectory.privacy.pseudonym import Pseudonymiser
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ServingState:
     log: PredictionLog
     batcher: MicroBatcher
     jobs: BatchJobs
+    pseudonyms: Pseudonymiser
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -12,7 +12,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from trajectory.exceptions import TrajectoryError, exit_code
+from trajectory.exceptions import InputFileError, TrajectoryError, exit_code
+from trajectory.privacy.cli import app as privacy_app
 
 app = typer.Typer(
     help="Trajectory prediction: ETL, training tracked in MLflow, benchmarks and serving.",
@@ -24,6 +25,7 @@ data_app = typer.Typer(help="Datasets: download public benchmarks.", no_args_is_
 bench_app = typer.Typer(help="Benchmarks with checked-in protocols.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(bench_app, name="bench")
+app.add_typer(privacy_app, name="privacy")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +46,12 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 
 
 def _friendly(fn: F) -> F:
-    """Turn project errors into one clear line on stderr and the exit code of their class."""
+    """Turn project errors into one clear line on stderr and the exit code of their class.
+
+    A file-system error that no check turned into a project error (a path the user gave
+    that cannot be read or written) is still one line, with the exit code of InputFileError:
+    a user mistake never ends in a traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,6 +60,10 @@ def _friendly(fn: F) -> F:
         except TrajectoryError as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(exit_code(err)) from None
+        except OSError as err:
+            where = f"{err.filename}: " if err.filename else ""
+            typer.secho(f"error: {where}{err.strerror or err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(exit_code(InputFileError(str(err)))) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -387,14 +398,26 @@ def api_key(
 
 
 def _attach_serving() -> None:
-    """`serve` and `score` live with the service; their heavy imports stay inside them."""
-    from serving.cli import score, serve
+    """`serve`, `score` and `replay-log` live with the service; their heavy imports stay
+    inside them."""
+    from serving.cli import replay_log, score, serve
 
     app.command()(_friendly(serve))
     app.command()(_friendly(score))
+    app.command("replay-log")(_friendly(replay_log))
 
 
 _attach_serving()
+
+
+def _attach_dashboard() -> None:
+    """`dashboard` lives in the dashboard package; Dash is imported only when it runs."""
+    from dashboard.cli import dashboard
+
+    app.command()(_friendly(dashboard))
+
+
+_attach_dashboard()
 
 
 def main() -> None:

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
 
     # validation
     max_speed: float = Field(12.0, gt=0, description="m/s; a faster jump is rejected")
+    max_abs_coordinate: float = Field(
+        1e5, gt=0, allow_inf_nan=False, description="metres; a larger |x| or |y| is rejected"
+    )
 
     # dask
     dask_address: str | None = Field(None, description="existing scheduler, else a LocalCluster")

@@ -65,11 +65,14 @@ def render_card(
     density: dict[str, tuple[int, int, int]] | None = None,
     note: str | None = None,
     generated_at: str | None = None,
+    bias: pd.DataFrame | None = None,
+    bias_source: str = "",
 ) -> str:
     """The card as Markdown. `benchmark` is the parsed eth_ucy.json (or None); `data_dir` the
     raw folder the model was trained on (the run records only its data version); `note` a
     free-text statement of how this model was produced, printed as given; `density` is
-    `crowd_density(data_dir)`, left out when None."""
+    `crowd_density(data_dir)`, left out when None. `bias` is a `trajectory.fairness` table of
+    this version's errors (`score_slices`) and `bias_source` says which windows it scored."""
     generated_at = generated_at or datetime.now(UTC).isoformat(timespec="seconds")
     p, m = source.params, source.metrics
     model_type = source.tags.get("model") or p.get("model.name", "unknown")
@@ -92,6 +95,7 @@ def render_card(
     parts += _training(source, model_type)
     parts += _metrics(m)
     parts += _per_scene(benchmark, model_type, benchmark_label)
+    parts += _bias(bias, bias_source)
     parts += _intended_use(p)
     parts += _limitations(source, model_type, density)
     parts += _ethics()
@@ -282,6 +286,60 @@ def _at(values: dict[str, Any], scene: str) -> Any:
 
 def _one(value: Any) -> str:
     return f"{float(value):.2f}" if isinstance(value, int | float) else "-"
+
+
+def _bias(table: pd.DataFrame | None, source: str) -> list[str]:
+    """Error by slice (trajectory.fairness, as on the dashboard's fairness card)."""
+    from trajectory.fairness import flagged
+
+    lines = ["## Bias: error by scene, crowd density, walking speed and path curvature", ""]
+    if table is None or table.empty:
+        return [*lines, (
+            "Not computed: no ETL windows to score (the card scores this version on the test "
+            "split of `<work dir>/windows`, which `trajectory run` writes)."), ""]
+    lines += [(
+        f"This version scored (K=1) on {source}. A group is flagged when its ADE is more "
+        f"than {SLICE_FLAG_SHARE:.0%} above the overall and it holds at least "
+        f"{SLICE_MIN_WINDOWS} windows; smaller groups are shown but not judged. Offline "
+        "windows carry no time of day: the dashboard's card adds it (and variants) for live "
+        "traffic."), ""]
+    rows = [(r.slice, r.group, str(r.windows), f"{r.ade:.3f}", f"{r.fde:.3f}", f"{r.ratio:.2f}",
+             "**flagged**" if r.flagged else ("" if r.judged else "too few windows"))
+            for r in table.itertuples()]
+    lines += _table(("slice", "group", "windows", "ADE", "FDE", "ratio to overall", ""), rows)
+    marked = flagged(table)
+    lines += ["", "Flagged: " + (", ".join(f"{r.slice} {r.group} (+{r.ratio - 1:.0%})"
+                                           for r in marked.itertuples()) or "none") + "."]
+    return [*lines, ""]
+
+
+SLICE_FLAG_SHARE, SLICE_MIN_WINDOWS = 0.2, 10
+
+
+def score_slices(settings: Settings, name: str, version: int, windows_dir: Path,
+                 split: str = "test") -> pd.DataFrame:
+    """The fairness table of registered `name` version `version` on one split of an ETL
+    output: per-window K=1 errors, sliced by `trajectory.fairness`."""
+    import numpy as np
+
+    from trajectory import fairness
+    from trajectory import metrics as M
+    from trajectory.data.dataset import load_windows
+    from trajectory.models.base import predict
+    from trajectory.tracking import load_model
+
+    loaded = load_model(f"models:/{name}/{version}", settings)
+    windows = load_windows(windows_dir, loaded.spec, split=split)
+    traj, _ = predict(loaded.model, windows.obs, windows.nbr, k=1)  # (N, 1, T, 2)
+    assert windows.fut is not None, "ETL windows carry their future"
+    frame = fairness.observed_motion(windows.obs, loaded.spec.dt).assign(
+        scene=windows.scene.astype(str),
+        neighbours=(~np.isnan(windows.nbr[:, :, -1, 0])).sum(axis=1),  # within the radius
+        ade=M.ade(traj[:, 0], windows.fut),
+        fde=M.fde(traj[:, 0], windows.fut),
+    )
+    return fairness.slice_errors(fairness.add_bands(frame), flag_share=SLICE_FLAG_SHARE,
+                                 min_windows=SLICE_MIN_WINDOWS)
 
 
 def _intended_use(p: dict[str, str]) -> list[str]:
@@ -545,15 +603,22 @@ def write_card(
     benchmark_path: Path = DEFAULT_BENCHMARK,
     data_dir: str | None = None,
     note: str | None = None,
+    windows_dir: Path | None = None,
 ) -> Path:
     """Fetch, render and write (atomically) the card; -> its path.
-    Default path: `model_cards/<name>-v<version>.md`."""
+    Default path: `model_cards/<name>-v<version>.md`. The bias section scores the version on
+    the test split of `windows_dir` (default: the work dir's ETL output, when there is one)."""
     source = fetch_card_source(settings, name, version)
     label = _label(benchmark_path)
     density = crowd_density(Path(data_dir)) if data_dir else None
+    windows_dir = windows_dir or settings.windows_dir
+    bias = None
+    if (Path(windows_dir) / "manifest.json").is_file():
+        bias = score_slices(settings, name, source.version, Path(windows_dir))
     text = render_card(
         source, load_benchmark(benchmark_path), benchmark_label=label, data_dir=data_dir,
-        density=density, note=note,
+        density=density, note=note, bias=bias,
+        bias_source=f"the test split of `{windows_dir}`",
     )
     output = output or Path("model_cards") / f"{name}-v{source.version}.md"
     return write_text_atomic(output, text)

@@ -7,6 +7,8 @@ from typing import Any
 
 from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
 
+from trajectory_common.alerts import WebhookFailureNotifier
+
 OWNER = "trajectory-ml"
 START = datetime(2024, 1, 1)
 
@@ -22,6 +24,8 @@ DEFAULT_ARGS: dict[str, Any] = {
     "retries": 2,
     "retry_exponential_backoff": True,
     "retry_policy": RETRY_POLICY,
+    # one message to TRAJ_ALERT_WEBHOOK when a task fails for good (after its retries)
+    "on_failure_callback": WebhookFailureNotifier(),
 }
 # the @dag(...) arguments every trajectory DAG shares: `@dag(dag_id=..., **DAG_KWARGS, ...)`
 DAG_KWARGS: dict[str, Any] = {"start_date": START, "catchup": False, "default_args": DEFAULT_ARGS}
@@ -35,9 +39,14 @@ MLFLOW_RUN_XCOM = "mlflow_run"
 EVIDENTLY_REPORT_XCOM = "evidently_report"
 
 
+def triggering_events(context: Any) -> list[Any]:
+    """The asset events that started this run ([] for a manual run)."""
+    return [e for evs in context["triggering_asset_events"].values() for e in evs]
+
+
 def latest_event_extra(context: Any) -> dict[str, Any]:
     """The extra of the newest asset event that triggered this run ({} for a manual run)."""
-    events = [e for evs in context["triggering_asset_events"].values() for e in evs]
+    events = triggering_events(context)
     if not events:
         return {}
     return dict(max(events, key=lambda e: e.timestamp).extra or {})

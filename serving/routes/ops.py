@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.deps import StateDep
+from serving.schemas import ReadyResponse
 
 router = APIRouter(tags=["operations"])
 
@@ -17,7 +18,11 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "no model loaded"}})
+@router.get(
+    "/ready",
+    response_model=ReadyResponse,
+    responses={503: {"model": ReadyResponse, "description": "no model loaded"}},
+)
 async def ready(state: StateDep) -> JSONResponse:
     """200 while the default variant has a model (status ready or degraded), else 503."""
     models = {
@@ -56,7 +61,11 @@ async def ready(state: StateDep) -> JSONResponse:
     return JSONResponse(body, 200 if is_ready else 503)
 
 
-@router.get("/metrics")
+@router.get(  # Response, not PlainTextResponse, so the error bodies stay JSON in the document
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(state: StateDep) -> Response:
     """Prometheus text format."""
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

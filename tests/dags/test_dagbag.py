@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 DAGS = REPO / "dags"
 EXPECTED = {"trajectory_etl", "trajectory_train", "trajectory_batch_score", "trajectory_evaluate",
-            "trajectory_tune"}
+            "trajectory_tune", "trajectory_retention"}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,12 @@ def test_assets_connect_etl_and_evaluate_to_train(bag) -> None:
     scheduled_on = {a.uri for a in train.timetable.asset_condition.objects}
     assert scheduled_on == produced
     assert evaluate.timetable.expression == "0 * * * *"  # @hourly
+
+
+def test_retention_runs_daily_one_purge_task(bag) -> None:
+    dag = bag.dags["trajectory_retention"]
+    assert dag.timetable.expression == "0 0 * * *"  # @daily
+    assert [t.task_id for t in dag.tasks] == ["purge"] and dag.max_active_runs == 1
 
 
 def test_train_params_are_validated(bag) -> None:

@@ -51,6 +51,18 @@ def xcom(dag_run, task_id: str, key: str = "return_value") -> Any:
         return None if row is None else XComModel.deserialize_value(row)
 
 
+def rest_links(dag_run, task_id: str) -> dict[str, str | None]:
+    """The task's extra links as `GET .../taskInstances/{task}/links` serves them (the route
+    itself, with the API server's DAG bag and session)."""
+    from airflow.api_fastapi.core_api.routes.public.extra_links import get_extra_links
+    from airflow.models.dagbag import DBDagBag
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        response = get_extra_links(dag_run.dag_id, dag_run.run_id, task_id, session, DBDagBag())
+    return dict(response.extra_links)
+
+
 def asset_extras(uri: str) -> list[dict[str, Any]]:
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
@@ -212,6 +224,12 @@ def _serve(work: Path, database: Path, requests: list[dict[str, Any]]) -> None:
 def _evaluate(bag, database: Path, mp: pytest.MonkeyPatch):
     mp.setenv("TRAJ_MONITOR_DATABASE_URL", f"sqlite:///{database}")
     mp.setenv("TRAJ_MONITOR_AB_WEIGHTS", '{"champion": 0.5, "challenger": 0.5}')
+    # a test-sized log: one evaluation, a few dozen served windows, judged at once
+    mp.setenv("TRAJ_MONITOR_MIN_DRIFT_ROWS", "30")
+    mp.setenv("TRAJ_MONITOR_DRIFT_PERSISTENCE", "1")
+    # its traffic is one contiguous block of frames per scene (2 scenes), not runs of 10
+    mp.setenv("TRAJ_MONITOR_DRIFT_RUN_WINDOWS", "140")
+    mp.setenv("TRAJ_MONITOR_MIN_LIVE_WINDOWS", "20")
     return run_dag(bag, "trajectory_evaluate", {"lookback_hours": 1.0, "windows_dir": ""})
 
 
@@ -229,25 +247,32 @@ def test_evaluate_closes_the_loop_and_doubled_speeds_request_retraining(
     normal = _evaluate(bag, work / "normal.db", monkeypatch)
     assert states(normal) == {"evaluate": "success", "request_retrain": "skipped"}
     calm = json.loads(Path(xcom(normal, "evaluate")["decision_path"]).read_text())
-    live = {(r["variant"], r["model_version"]): r for r in calm["numbers"]["live"]}
+    live = {(r["variant"], r["model_version"]): r for r in calm["numbers"]["live_summary"]}
     assert set(live) == {("champion", "1"), ("challenger", "builtin")}
     assert all(r["windows"] > 50 and 0 < r["ade"] < 2 for r in live.values())
-    assert calm["numbers"]["drift"]["share"] < calm["policy"]["drift_share_retrain"]
-    assert calm["numbers"]["ab"]["n_a"] >= 3 and not calm["numbers"]["sample_ratio"]["mismatch"]
+    assert not calm["numbers"]["drift_flagged"]
+    assert calm["numbers"]["ab"]["estimate"]["keys"] >= 3
+    assert not calm["numbers"]["sample_ratio"]["mismatch"]
+    assert calm["numbers"]["experiment"]["weights"] == {"champion": 0.5, "challenger": 0.5}
 
     doubled = _evaluate(bag, work / "doubled.db", monkeypatch)
     assert states(doubled) == {"evaluate": "success", "request_retrain": "success"}
     summary = xcom(doubled, "evaluate")
     decision = json.loads(Path(summary["decision_path"]).read_text())
-    drift = decision["numbers"]["drift"]
-    assert decision["retrain"] and drift["method"] == "wasserstein"
-    assert drift["drifted"]["speed"] and drift["share"] >= decision["policy"]["drift_share_retrain"]
+    drift, report = decision["numbers"]["drift"], decision["numbers"]["drift_report"]
+    assert decision["retrain"] and report["method"] == "wasserstein"
+    assert drift["flagged"] and drift["drifted"]["speed"]
     assert drift["scores"]["speed"] > 2 * calm["numbers"]["drift"]["scores"]["speed"]
-    assert any(r.startswith("drift:") for r in decision["reasons"])
+    assert any(r.startswith("drift at n=") for r in decision["reasons"])
     assert decision["numbers"]["reference_ade"]["1"] > 0  # the champion's validation ADE
-    assert any(r.startswith("degradation: champion v1") for r in decision["reasons"])
-    assert Path(drift["html_path"]).is_file()
-    assert xcom(doubled, "evaluate", "evidently_report").endswith("drift.html")
+    # the champion is constant velocity: judged against CV on the same windows it cannot degrade
+    assert not any(r.startswith("degradation") for r in decision["reasons"])
+    assert Path(report["html_path"]).is_file()
+    report = xcom(doubled, "evaluate", "evidently_report")
+    assert report.endswith("drift.html")
+    links = rest_links(doubled, "evaluate")  # both buttons, from the rows the task wrote
+    assert links["Evidently report"] == f"/trajectory-reports/{report}"
+    assert links["MLflow run"].endswith(f"/runs/{summary['run_id']}")
     retrain = asset_extras("trajectory://retrain-request/")
     assert len(retrain) == 1 and retrain[0]["reasons"] == decision["reasons"]
 
@@ -258,6 +283,48 @@ def test_evaluate_closes_the_loop_and_doubled_speeds_request_retraining(
     assert run.data.metrics["retrain"] == 1.0 and run.data.metrics["drift_share"] >= 0.5
     files = {f.path for f in client.list_artifacts(summary["run_id"], "evaluation")}
     assert files == {"evaluation/decision.json", "evaluation/drift.html", "evaluation/drift.json"}
+
+
+def test_retention_purges_old_rows_and_evaluations_and_audits_it(
+    bag, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert, select
+
+    from serving.db import admin_audit, open_database, predictions
+    from trajectory.privacy.pseudonym import load_pseudonymiser
+
+    keys = load_pseudonymiser(None, work)
+    url = f"sqlite:///{work / 'retention.db'}"
+    engine = open_database(url, keys)
+    old = {
+        "request_id": "old", "created_at": datetime(2020, 1, 1, tzinfo=UTC),
+        "routing_key_hash": keys.routing("client:c"), "client_key": keys.client("c"),
+        "variant": "champion", "assignment": "hash", "shadow": False, "model_name": MODEL,
+        "model_version": "1", "scene_key": keys.scene("hotel"), "agent_key": keys.agent("hotel", 1),
+        "pseudonym_key_id": keys.key_id, "last_frame": 10, "frame_step": 10, "k": 1,
+        "observed": [[0.0, 0.0]], "predicted": [[[0.0, 0.0]]], "weights": [1.0],
+        "latency_ms": 1.0, "cache_hit": False,
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(predictions), [old, old | {"request_id": "new",
+                                                       "created_at": datetime.now(UTC)}])
+    stale = work / "monitoring" / "20200101T000000"
+    stale.mkdir(parents=True)
+    monkeypatch.setenv("TRAJ_PRIVACY_DATABASE_URL", url)
+    run = run_dag(bag, "trajectory_retention", {})
+    assert states(run) == {"purge": "success"}
+    report = xcom(run, "purge")
+    assert report["counts"]["predictions"] == 1 and report["counts"]["monitoring_folders"] == 1
+    assert report["audited"] and not stale.exists()
+    with engine.connect() as conn:
+        left = conn.execute(select(predictions.c.request_id)).scalars().all()
+        audit = conn.execute(select(admin_audit)).mappings().all()
+    engine.dispose()
+    assert left == ["new"]
+    assert [(a["action"], a["outcome"], a["source"]) for a in audit] == [
+        ("privacy-purge", "ok", "airflow")]
 
 
 def test_alias_moves_and_reference_ade_come_from_the_registry(trained: dict[str, Any]) -> None:

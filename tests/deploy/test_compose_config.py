@@ -9,6 +9,7 @@ Each check returns its problems, and is also run on a broken example so it can f
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ NGINX_CONF = REPO / "deploy" / "nginx.conf"
 SERVICES = {
     "postgres", "redis", "mlflow", "airflow-init", "airflow-apiserver", "airflow-scheduler",
     "airflow-dag-processor", "airflow-triggerer", "dask-scheduler", "dask-worker",
-    "serving-1", "serving-2", "lb",
+    "serving-1", "serving-2", "lb", "dashboard", "prometheus", "alertmanager",
 }
 ONE_SHOT = {"airflow-init"}
 CONDITIONS = {"service_healthy", "service_completed_successfully", "service_started"}
@@ -164,6 +165,27 @@ def test_secrets_fail_fast(compose_text: str) -> None:
         compose_text)
 
 
+def test_the_pseudonym_key_is_required_wherever_identifiers_are_handled(
+    compose: dict[str, Any], compose_text: str
+) -> None:
+    """Serving replicas store pseudonyms; Airflow joins ground truth to them and purges and
+    erases: all need the same key, and compose stops without it (docs/privacy.md)."""
+    assert "PSEUDONYM_KEY" in required_vars(compose_text)
+    key = "${PSEUDONYM_KEY:?set PSEUDONYM_KEY in .env}"
+    users = [n for n in compose["services"] if n.startswith(("serving-", "airflow-"))]
+    assert len(users) == 7
+    for name in users:
+        env = compose["services"][name]["environment"]
+        assert env.get("TRAJ_PSEUDONYM_KEY") == key, name
+        assert env.get("SERVING_LOG_RETENTION_DAYS") == "${LOG_RETENTION_DAYS:-30}", name
+    # the retention DAG reaches each replica's spill files and batch folders
+    scheduler = compose["services"]["airflow-scheduler"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in scheduler["volumes"]}
+    dirs = json.loads(scheduler["environment"]["TRAJ_PRIVACY_SERVING_WORK_DIRS"])
+    for replica, folder in zip(("serving-1", "serving-2"), dirs, strict=True):
+        assert mounts[folder] == compose["services"][replica]["volumes"][0].split(":")[0]
+
+
 def test_env_example_defines_every_required_variable(compose_text: str) -> None:
     missing = required_vars(compose_text) - env_example_vars(ENV_EXAMPLE.read_text())
     assert not missing, f".env.example lacks {sorted(missing)}"
@@ -206,6 +228,36 @@ def test_lb_balances_both_replicas(compose: dict[str, Any]) -> None:
     upstreams = set(re.findall(r"server (serving-\d+):8000", conf))
     assert upstreams == {"serving-1", "serving-2"}
     assert any(p.endswith(":8000") for p in compose["services"]["lb"]["ports"])
+
+
+def test_monitoring_is_local_only_reads_its_config_read_only_and_scrapes_real_services(
+    compose: dict[str, Any]
+) -> None:
+    """Prometheus and Alertmanager have no authentication: host ports on 127.0.0.1 only. Their
+    configuration comes read-only from deploy/prometheus/; every scrape target is a compose
+    service at the port it listens on; one webhook variable for Alertmanager and Airflow."""
+    services = compose["services"]
+    for name, port, config in (("prometheus", 9090, "prometheus.yml"),
+                               ("alertmanager", 9093, "alertmanager.yml")):
+        svc = services[name]
+        assert svc["ports"] and all(p.startswith("127.0.0.1:") and p.endswith(f":{port}")
+                                    for p in svc["ports"]), name
+        binds = [v for v in svc["volumes"] if v.startswith("./")]
+        assert f"./deploy/prometheus/{config}" in [v.split(":")[0] for v in binds], name
+        assert all(v.endswith(":ro") for v in binds), name
+    prometheus = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in prometheus["scrape_configs"] if job["job_name"] != "prometheus"
+               for s in job["static_configs"] for t in s["targets"]}
+    assert targets == {"serving-1:8000", "serving-2:8000", "dask-scheduler:8787"}
+    for target in targets:
+        host, port = target.split(":")
+        assert host in services, target
+        assert port in " ".join(map(str, [services[host].get("command", ""),
+                                          services[host]["healthcheck"]["test"]])), target
+    hook = "${ALERT_WEBHOOK_URL:-}"
+    assert services["alertmanager"]["environment"]["TRAJ_ALERT_WEBHOOK"] == hook
+    for name in [n for n in services if n.startswith("airflow-")]:
+        assert services[name]["environment"]["TRAJ_ALERT_WEBHOOK"] == hook, name
 
 
 def test_deploy_scripts_are_executable() -> None:

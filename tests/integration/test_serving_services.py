@@ -1,4 +1,5 @@
-"""The serving app against a real Redis and a real PostgreSQL: cache faults and the SQL log."""
+"""The serving app against a real Redis and a real PostgreSQL: cache faults, the SQL log (bad
+rows quarantined, outages survived) and the append-only admin audit."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -28,10 +30,14 @@ from services import (
     walk,
 )
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import DBAPIError
 
 from serving.config import hash_api_key
-from serving.db import predictions
+from serving.db import SCHEMA_VERSION, open_database, predictions, quarantine, write_audit
 from serving.main import create_app
+from serving.metrics import ServingMetrics
+from serving.predictions_log import PredictionLog
+from trajectory.privacy.pseudonym import load_pseudonymiser
 
 pytestmark = pytest.mark.integration
 
@@ -94,18 +100,24 @@ def test_prediction_log_in_postgres_survives_a_database_outage(
         deadline = time.monotonic() + 10
         while client.get("/ready").json()["database"]["ok"] and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "database" in client.get("/ready").json()["degraded"]
+        ready = client.get("/ready")
+        assert "database" in ready.json()["degraded"]
+        assert ready.json()["database"]["status"] == "unavailable"
+        assert "INSERT" not in ready.text and "5432" not in ready.text  # no error text at all
+        assert "last_error" not in ready.json()["database"]
         postgres.start()
+    pseudonyms = load_pseudonymiser(None, tmp_path)
     engine = create_engine(postgres.url)
     with engine.connect() as conn:
         rows = conn.execute(
             select(predictions.c.last_frame).where(
-                predictions.c.scene == "hotel", predictions.c.agent_id == 2
+                predictions.c.scene_key == pseudonyms.scene("hotel"),
+                predictions.c.agent_key == pseudonyms.agent("hotel", 2),
             ).order_by(predictions.c.last_frame)
         ).scalars().all()
         version = conn.execute(text("select max(version) from serving_schema_version")).scalar()
     engine.dispose()
-    assert rows == [0, 10, 20, 30, 40, 50] and version == 1
+    assert rows == [0, 10, 20, 30, 40, 50] and version == SCHEMA_VERSION
 
 
 def test_sigterm_under_load_flushes_every_logged_prediction(
@@ -145,7 +157,7 @@ def test_sigterm_under_load_flushes_every_logged_prediction(
     engine = create_engine(postgres.url)
     with engine.connect() as conn:
         logged = set(conn.execute(
-            select(predictions.c.request_id).where(predictions.c.scene.like("sigterm-%"))
+            select(predictions.c.request_id).where(predictions.c.request_id.like("sigterm-%"))
         ).scalars())
     engine.dispose()
     assert logged == ok  # every answered prediction is in the log, nothing else
@@ -161,8 +173,9 @@ async def _load_then_sigterm(url: str, proc: subprocess.Popen[bytes]) -> tuple[s
         while time.monotonic() < stop_at:
             i += 1
             body = {"scene": f"sigterm-{w}-{i}", "agents": [walk(1), walk(2, y=1.0)]}
+            rid = {"X-Request-Id": f"sigterm-{w}-{i}"}
             try:
-                r = await client.post(f"{url}/v1/predict", json=body, headers=HEADERS)
+                r = await client.post(f"{url}/v1/predict", json=body, headers=HEADERS | rid)
             except httpx.HTTPError:
                 await asyncio.sleep(0.01)  # refused once the server stops listening
                 continue
@@ -184,8 +197,6 @@ def test_replicas_starting_together_migrate_an_empty_database_once(
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from serving.db import SCHEMA_VERSION, open_database
-
     admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text("DROP DATABASE IF EXISTS race"))
@@ -195,6 +206,72 @@ def test_replicas_starting_together_migrate_an_empty_database_once(
         engines = list(pool.map(lambda _: open_database(url), range(4)))
     with engines[0].connect() as conn:
         versions = conn.execute(text("SELECT version FROM serving_schema_version")).scalars().all()
-    assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
+    assert versions == [SCHEMA_VERSION]  # created once, at the current version
     for engine in engines + [admin]:
         engine.dispose()
+
+
+def _log_rows(n: int, prefix: str) -> list[dict[str, object]]:
+    now = datetime.now(UTC)
+    return [{
+        "request_id": f"{prefix}-{i}", "created_at": now, "routing_key_hash": "k" * 32,
+        "client_key": None, "variant": "champion", "assignment": "hash", "shadow": False,
+        "model_name": "cv", "model_version": "1", "scene_key": "s" * 32, "agent_key": f"a{i}",
+        "pseudonym_key_id": "p" * 16, "last_frame": i, "frame_step": 1, "k": 1,
+        "observed": [[0.0, 0.0], [0.5, 0.0]], "predicted": [[[1.0, 0.0]]], "weights": [1.0],
+        "latency_ms": 1.0, "cache_hit": False,
+    } for i in range(n)]
+
+
+def test_rows_postgres_refuses_are_quarantined_and_never_block_the_log(
+    tmp_path: Path, postgres: PostgresCluster
+) -> None:
+    rows = _log_rows(20, "poison")
+    rows[2]["observed"] = [[float("nan"), 0.0]]  # JSONB has no NaN: DataError
+    rows[5]["predicted"] = [[[float("inf"), 0.0]]]  # nor Infinity
+    rows[11]["model_version"] = "x\u0000y"  # psycopg2: "cannot contain NUL" (a ValueError)
+    rows[17]["variant"] = "v" * 65  # VARCHAR(64): DataError
+    engine = open_database(postgres.url)
+
+    async def run() -> PredictionLog:
+        log = PredictionLog(engine, ServingMetrics(), batch_size=20, flush_s=0.01,
+                            max_queue=1000, spill_dir=tmp_path)
+        log.start()
+        log.record(rows)
+        deadline = time.monotonic() + 20
+        while log.state()["queued"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await log.close()
+        return log
+
+    log = asyncio.run(run())
+    with engine.connect() as conn:
+        written = set(conn.execute(select(predictions.c.request_id).where(
+            predictions.c.request_id.like("poison-%"))).scalars())
+        held = conn.execute(select(quarantine).where(
+            quarantine.c.request_id.like("poison-%")).order_by(quarantine.c.id)).mappings().all()
+    engine.dispose()
+    bad = {"poison-2", "poison-5", "poison-11", "poison-17"}
+    assert written == {r["request_id"] for r in rows} - bad
+    assert {h["request_id"] for h in held} == bad
+    assert all(h["row"].isascii() and json.loads(h["row"]) for h in held)
+    assert log.state()["quarantined"] == 4 and not list(tmp_path.glob("predictions-spill-*"))
+
+
+def test_admin_audit_is_append_only_in_postgres(postgres: PostgresCluster) -> None:
+    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS audit"))
+        conn.execute(text("CREATE DATABASE audit"))
+    admin.dispose()
+    engine = open_database(postgres.url.rsplit("/", 1)[0] + "/audit")
+    write_audit(engine, "ab" * 32, "reload", {}, outcome="ok", status_code=200)
+    for sql in ("UPDATE admin_audit SET outcome = 'denied'", "DELETE FROM admin_audit",
+                "TRUNCATE admin_audit"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(sql))
+    write_audit(engine, "-", "reload", {}, outcome="denied", status_code=401)  # inserts still go
+    with engine.connect() as conn:
+        outcomes = conn.execute(text("SELECT outcome FROM admin_audit ORDER BY id")).scalars().all()
+    engine.dispose()
+    assert outcomes == ["ok", "denied"]

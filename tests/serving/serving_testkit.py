@@ -14,6 +14,7 @@ from trajectory.data.windows import WindowSpec
 from trajectory.exceptions import TrackingError
 from trajectory.models.base import Prediction
 from trajectory.models.constant_velocity import ConstantVelocity
+from trajectory.privacy.pseudonym import Pseudonymiser
 
 with warnings.catch_warnings():  # starlette's note about httpx2, irrelevant here
     warnings.simplefilter("ignore")
@@ -65,6 +66,10 @@ class FakeRegistry:
         return ServedModel("fake", version, f"run{version}", SPEC, model.eval(), uri)
 
 
+PSEUDONYM_KEY = "test-pseudonym-key-of-at-least-32-chars"
+PSEUDONYMS = Pseudonymiser(PSEUDONYM_KEY.encode())
+
+
 def make_settings(tmp_path: Path, **overrides: object) -> ServingSettings:
     values: dict[str, object] = {
         "work_dir": tmp_path,
@@ -73,6 +78,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> ServingSettings:
         "api_keys": {hash_api_key(PREDICT_KEY): "predict", hash_api_key(ADMIN_KEY): "admin"},
         "model_poll_s": 3600,
         "log_flush_s": 0.05,
+        "pseudonym_key": PSEUDONYM_KEY,
     }
     return ServingSettings(**(values | overrides))  # type: ignore[arg-type]
 

@@ -61,7 +61,10 @@ def test_cache_endpoints_need_an_admin_key(client: TestClient, tmp_path: Path) -
                                                           {"requests": [BODY]})):
         assert client.post(path, json=body).status_code == 401
         assert client.post(path, json=body, headers=PREDICT).status_code == 403
-    assert table(tmp_path, admin_audit) == []
+    audit = table(tmp_path, admin_audit)  # refused attempts are audited, as denied
+    assert [(a["action"], a["outcome"], a["status_code"]) for a in audit] == [
+        ("cache-flush", "denied", 401), ("cache-flush", "denied", 403),
+        ("cache-warm", "denied", 401), ("cache-warm", "denied", 403)]
 
 
 def test_warm_fills_the_cache_without_logging_predictions(

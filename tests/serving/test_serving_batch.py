@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from serving_testkit import PREDICT, SPEC, FakeRegistry, TestClient, make_settings
+import torch
+from serving_testkit import PREDICT, SPEC, FakeRegistry, ShiftedCV, TestClient, make_settings
 
+from serving import engine
 from serving.batch import score_csv
 from serving.main import create_app
 from serving.registry import ServedModel
+from trajectory.exceptions import DataError, TrajectoryError
+from trajectory.models.base import Prediction
 
 
 def crowd_csv(path: Path, scenes: int = 2, agents: int = 4, frames: int = 30) -> Path:
@@ -128,13 +134,130 @@ def test_batch_api_upload_status_and_streamed_result(tmp_path: Path) -> None:
         assert (tmp_path / "serving.db").exists()
 
 
-def test_rows_arriving_after_their_frames_were_scored_are_reported(
+def test_rows_out_of_frame_order_across_agents_are_scored_as_if_sorted(
+    tmp_path: Path, model: ServedModel
+) -> None:
+    """Partitions read a scene's rows by frame, wherever they are in the file: an agent whose
+    rows come after the rest of its scene is scored, with the same windows as sorted input."""
+    src = crowd_csv(tmp_path / "in.csv")
+    late = [f"s0,{f * 10},77,{0.5 * f:.2f},5.0" for f in range(10)]  # after all of s0 and s1
+    src.write_text(src.read_text() + "\n".join(late) + "\n")
+    lines = src.read_text().splitlines()
+    body = pd.read_csv(src).sort_values(["scene", "frame"], kind="stable")
+    sorted_src = tmp_path / "sorted.csv"
+    body.to_csv(sorted_src, index=False)
+    settings = make_settings(tmp_path, batch_chunk_rows=100)
+    report = score_csv(src, tmp_path / "out.csv", model, settings)
+    assert report.windows == windows_expected() + 10 - SPEC.obs_len + 1 and not report.first_errors
+    assert report.rows == len(lines) - 1
+    score_csv(sorted_src, tmp_path / "ref.csv", model, settings)
+    keys = ["scene", "agent_id", "last_obs_frame", "step", "sample"]
+    got, ref = (pd.read_csv(tmp_path / n).sort_values(keys).reset_index(drop=True)
+                for n in ("out.csv", "ref.csv"))
+    pd.testing.assert_frame_equal(got, ref)
+
+
+def leftovers(folder: Path, keep: set[str]) -> list[str]:
+    """Names in `folder` other than `keep` (outputs, .part files, chunk folders)."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "why"),
+    [
+        ("empty.csv", b"", "empty"),
+        ("empty.txt", b"", "empty"),
+        ("header.csv", b"scene,frame,agent_id,x,y\n", "header only, no data rows"),
+        ("blob.csv", bytes(range(256)) * 40, "not a text file (binary)"),
+        ("bad_header.csv", b"a,b,c\n1,2,3\n", "must name agent_id"),
+    ],
+)
+def test_an_input_without_rows_fails_naming_the_file_and_leaves_no_output(
+    tmp_path: Path, model: ServedModel, name: str, content: bytes, why: str
+) -> None:
+    src = tmp_path / name
+    src.write_bytes(content)
+    with pytest.raises(DataError) as err:
+        score_csv(src, tmp_path / "out" / "scored.csv", model, make_settings(tmp_path))
+    assert name in str(err.value) and why in str(err.value)
+    assert not (tmp_path / "out").exists() or leftovers(tmp_path / "out", set()) == []
+
+
+def test_a_failure_midway_leaves_no_part_or_errors_file(
+    tmp_path: Path, model: ServedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = crowd_csv(tmp_path / "in.csv")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("model crashed")
+
+    monkeypatch.setattr(engine.Engine, "predict", broken)
+    with pytest.raises(RuntimeError):
+        score_csv(src, tmp_path / "out.csv", model, make_settings(tmp_path, batch_chunk_rows=100))
+    assert leftovers(tmp_path, {"in.csv", "serving.db"}) == []
+
+
+def test_blank_lines_filling_a_whole_chunk_are_no_error(
     tmp_path: Path, model: ServedModel
 ) -> None:
     src = crowd_csv(tmp_path / "in.csv")
-    with src.open("a") as f:
-        f.write("s0,0,77,0.0,5.0\n")  # a new agent at frame 0, after all of scene s0 and s1
+    lines = src.read_text().splitlines()
+    src.write_text("\n".join(lines[:60] + [""] * 250 + lines[60:]) + "\n")
     report = score_csv(src, tmp_path / "out.csv", model, make_settings(tmp_path, batch_chunk_rows=100))
-    assert report.windows == windows_expected()
-    late = [e for e in report.first_errors if e.line == 0]
-    assert len(late) == 1 and "sort the input by frame" in late[0].reason
+    assert report.windows == windows_expected() and report.rows_rejected == 0
+
+
+def test_formula_cells_are_neutralised_in_the_result(tmp_path: Path, model: ServedModel) -> None:
+    attacks = ["=cmd|' /C calc'!A0", "@SUM(1+1)*cmd|' /C calc'!A0", "+1+HYPERLINK(\"http://x\")",
+               "-1.5"]
+    lines = ["scene,frame,agent_id,x,y"]
+    for f in range(10):
+        lines += [f"{s},{f * 10},{a},{-0.5 * f:.2f},{-1.0 * a}" for a, s in enumerate(attacks)]
+    lines.append("=bad,1,2,abc,1")  # a reject: its reason goes to the errors CSV
+    src = tmp_path / "in.csv"
+    src.write_text("\n".join(lines) + "\n")
+    report = score_csv(src, tmp_path / "out.csv", model, make_settings(tmp_path))
+    out = pd.read_csv(tmp_path / "out.csv", dtype={"scene": str})
+    assert set(out["scene"]) == {"'" + a for a in attacks}
+    assert (out["x"] < 0).any()  # numbers stay numbers
+    text = (tmp_path / "out.csv").read_text() + report.errors_path.read_text()
+    for cell in csv.reader(io.StringIO(text)):
+        assert not any(c.startswith(("=", "+", "@", "\t", "\r")) for c in cell)
+
+
+class NanForFarAgents(ShiftedCV):
+    """Constant velocity, but NaN for any window observed beyond x = 1000 m."""
+
+    def forward(self, obs: torch.Tensor, nbr: torch.Tensor, k: int = 1) -> Prediction:
+        out = super().forward(obs, nbr, k)
+        far = obs[:, -1, 0] > 1000  # (B,)
+        traj = out.traj.clone()
+        traj[far] = float("nan")
+        return Prediction(traj=traj, weights=out.weights)
+
+
+def test_a_non_finite_model_output_is_an_error_for_that_window_only(tmp_path: Path) -> None:
+    src = crowd_csv(tmp_path / "in.csv", scenes=1, agents=2, frames=12)
+    far = [f"s0,{f * 10},9,{5000 + 0.5 * f:.2f},0" for f in range(12)]
+    src.write_text(src.read_text() + "\n".join(far) + "\n")
+    nan_model = NanForFarAgents(obs_len=SPEC.obs_len, pred_len=SPEC.pred_len).eval()
+    served = ServedModel("nan", "1", "run1", SPEC, nan_model, "builtin:nan")
+    report = score_csv(src, tmp_path / "out.csv", served, make_settings(tmp_path))
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert np.isfinite(out[["x", "y", "weight"]].to_numpy()).all()
+    assert 9 not in set(out["agent_id"]) and {0, 1} <= set(out["agent_id"])
+    bad = [e for e in report.first_errors if "not finite" in e.reason]
+    assert len(bad) == 12 - SPEC.obs_len + 1
+    assert all("agent 9" in e.reason and "'s0'" in e.reason for e in bad)
+    assert report.windows == len(out) // SPEC.pred_len
+
+
+def test_output_path_mistakes_are_one_clear_error(tmp_path: Path, model: ServedModel) -> None:
+    src = crowd_csv(tmp_path / "in.csv")
+    with pytest.raises(TrajectoryError, match="in.csv"):
+        score_csv(src, src / "out.csv", model, make_settings(tmp_path))
+    with pytest.raises(TrajectoryError, match="is the input"):
+        score_csv(src, src, model, make_settings(tmp_path))
+    with pytest.raises(TrajectoryError, match="folder"):
+        score_csv(tmp_path, tmp_path / "o.csv", model, make_settings(tmp_path))
+    assert src.read_text().startswith("scene,frame")

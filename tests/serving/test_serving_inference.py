@@ -86,3 +86,39 @@ def test_huge_agent_ids_and_canonical_key() -> None:
     b = request([{"agent_id": 1, "points": [[0.0001, 0], [1, 0]]}])
     c = request([{"agent_id": 1, "points": [[0.0001, 0], [1, 0]]}], k=2)
     assert a.key_bytes() == b.key_bytes() != c.key_bytes()  # rounded to 3 decimals; K counts
+
+
+def test_engine_central_track_is_the_calibrated_models_k1_answer() -> None:
+    import torch
+
+    from serving.engine import Engine, build_engine, check_windows
+    from trajectory.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("calibrated", obs_len=8, pred_len=12, hidden=32, modes=5).eval()
+    obs, nbr = check_windows(model, n=300)
+    fast = build_engine(model)
+    assert fast.kind == "central"
+    got, weights = fast.predict(obs, nbr, 1, batch_size=128)
+    ref, ref_weights = Engine(model, "eager", False).predict(obs, nbr, 1)
+    # float32 sums may round differently with another batch size: equal to 1e-5 m, not bitwise
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(weights, ref_weights)
+    three, _ = fast.predict(obs, nbr, 3)  # K > 1: the model as it is
+    np.testing.assert_allclose(three[:, :1], ref, rtol=0, atol=1e-5)
+
+
+def test_int8_engine_is_kept_only_within_the_tolerance(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from serving import engine
+    from trajectory.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("calibrated", obs_len=8, pred_len=12, hidden=32, modes=5).eval()
+    monkeypatch.setattr(engine, "TOLERANCE_M", 0.0)
+    assert engine.build_engine(model, quantize=True).kind == "central"
+    monkeypatch.setattr(engine, "TOLERANCE_M", float("inf"))
+    quantized = engine.build_engine(model, quantize=True)
+    assert quantized.kind == "int8" and quantized.model is not model
+    assert engine.engine_for(model) is engine.engine_for(model)  # built once per model

@@ -6,10 +6,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from serving_testkit import ADMIN, PREDICT, FakeRegistry, TestClient, make_settings, walk
+from serving_testkit import (
+    ADMIN,
+    PREDICT,
+    PSEUDONYMS,
+    FakeRegistry,
+    TestClient,
+    make_settings,
+    walk,
+)
 from sqlalchemy import Table, create_engine, select
 
-from serving.db import admin_audit, predictions, schema_version
+from serving.db import SCHEMA_VERSION, admin_audit, predictions, schema_version
 from serving.main import create_app
 
 
@@ -84,11 +92,13 @@ def test_every_prediction_is_logged_and_flushed_on_shutdown(tmp_path: Path) -> N
     logged = rows(tmp_path)
     assert len(logged) == 10
     row = logged[0]
-    assert row["scene"] == "zara" and row["agent_id"] == 1 and row["last_frame"] == 100
+    assert row["scene_key"] == PSEUDONYMS.scene("zara") != "zara"
+    assert row["agent_key"] == PSEUDONYMS.agent("zara", 1) and row["last_frame"] == 100
+    assert row["client_key"] == PSEUDONYMS.client("alice")
     assert row["variant"] == "champion" and row["model_version"] == "1" and not row["shadow"]
-    assert row["routing_key_hash"] != "alice" and len(row["routing_key_hash"]) == 32
+    assert row["routing_key_hash"] == PSEUDONYMS.routing("client:alice")
     assert len(row["observed"]) == 8 and len(row["predicted"][0]) == 12 and row["weights"] == [1.0]
-    assert rows(tmp_path, schema_version)[0]["version"] == 1
+    assert rows(tmp_path, schema_version)[0]["version"] == SCHEMA_VERSION
 
 
 def test_shadow_variant_is_scored_and_logged_never_returned(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from serving_testkit import ADMIN, PREDICT, FakeRegistry, TestClient, make_settings, walk
+from sqlalchemy import create_engine, func, select
 
+from serving.db import predictions
 from serving.main import create_app
 
 
@@ -57,7 +59,7 @@ def test_client_id_routes_stickily_and_variant_can_be_forced(
             seen[i] = got.pop()
         assert set(seen.values()) == {"champion", "challenger"}
         forced = client.post("/v1/predict", json={"agents": [walk(1)], "variant": "challenger"},
-                             headers=PREDICT).json()
+                             headers=ADMIN).json()  # forcing needs the admin role
         assert forced["variant"] == "challenger" and forced["model"]["version"] == "2"
 
 
@@ -73,8 +75,6 @@ def test_client_id_routes_stickily_and_variant_can_be_forced(
         ('{"agents": [{"agent_id": 1, "points": [[0, 1]]}]}', "agents.0.points", "at least 2"),
         ('{"agents": [{"agent_id": 1, "points": [0, 1]}]}', "agents.0.points.0", "array"),
         ('{"agents": []}', "agents", "at least 1"),
-        ('{"agents": [{"agent_id": 1, "points": [[0, 1], [1, 1]]}], "variant": "nope"}',
-         "variant", "unknown variant"),
         ('{"agents": [{"agent_id": 1, "points": [[0, 1], [1, 1]]}], "k": 21}', "k", "at most 20"),
         ('{"agents": [{"agent_id": 1, "points": [[0, 1], [1, 1]]}], "extra": 1}', "extra",
          "not permitted"),
@@ -129,3 +129,80 @@ def test_internal_errors_hide_details(
     assert r.status_code == 500
     assert r.json()["detail"] == "internal error" and "secret" not in r.text
     assert "Traceback" not in r.text and json.loads(r.text)["request_id"]
+    assert r.headers["x-request-id"] == r.json()["request_id"]
+
+
+def _logged(tmp_path: Path) -> int:
+    engine = create_engine(f"sqlite:///{tmp_path / 'serving.db'}")
+    with engine.connect() as conn:
+        count = conn.execute(select(func.count()).select_from(predictions)).scalar_one()
+    engine.dispose()
+    return int(count)
+
+
+@pytest.mark.parametrize("points", [[[1e39, 0], [1e39, 1]], [[1e308, 0], [-1e308, 0]],
+                                    [[0, 0], [0, 100_001]]])
+def test_coordinates_beyond_the_bound_are_422_naming_the_point(
+    tmp_path: Path, registry: FakeRegistry, points: list[list[float]]
+) -> None:
+    with TestClient(create_app(make_settings(tmp_path), model_source=registry)) as client:
+        body = {"agents": [walk(1), {"agent_id": 2, "points": points}]}
+        r = client.post("/v1/predict", json=body, headers=PREDICT)
+        assert r.status_code == 422, r.text
+        field = "agents.1.points.1" if points[0] == [0, 0] else "agents.1.points.0"
+        assert r.json()["detail"][0]["field"] == field
+        assert "100000" in r.json()["detail"][0]["reason"]
+        edge = {"agents": [{"agent_id": 1, "points": [[-1e5, 0], [1e5, 1e5]]}]}
+        assert client.post("/v1/predict", json=edge, headers=PREDICT).status_code == 200
+    with TestClient(create_app(make_settings(tmp_path, max_abs_coordinate=3.0),
+                               model_source=registry)) as client:
+        r = client.post("/v1/predict", json={"agents": [walk(1)]}, headers=PREDICT)
+        assert r.status_code == 422 and r.json()["detail"][0]["field"] == "agents.0.points.7"
+    assert _logged(tmp_path) == 1  # only the request at the edge
+
+
+def test_a_non_finite_forecast_is_422_for_that_agent_never_cached_or_logged(
+    tmp_path: Path, registry: FakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.batcher
+
+    real = serving.batcher.predict
+
+    def nan_for_the_second_agent(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        traj, weights = real(*args, **kwargs)  # type: ignore[arg-type]
+        traj = np.array(traj)  # (A, K, T, 2)
+        traj[1, 0, 3, 0] = np.nan
+        return traj, weights
+
+    monkeypatch.setattr(serving.batcher, "predict", nan_for_the_second_agent)
+    with TestClient(create_app(make_settings(tmp_path), model_source=registry)) as client:
+        body = {"agents": [walk(1), walk(2, y=3.0)]}
+        for _ in range(2):
+            r = client.post("/v1/predict", json=body, headers=PREDICT)
+            assert r.status_code == 422, r.text
+            error = r.json()["detail"][0]
+            assert error["field"] == "agents.1" and "not finite" in error["reason"], error
+        assert 'result="hit"' not in client.get("/metrics").text  # nothing was cached
+    assert _logged(tmp_path) == 0
+
+
+def test_a_non_finite_number_never_reaches_the_wire(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.prediction
+
+    real = serving.prediction.format_predictions
+
+    def poisoned(*args: object) -> list[dict[str, object]]:
+        preds = real(*args)  # type: ignore[arg-type]
+        preds[0]["points"][0][0] = float("inf")
+        return preds
+
+    monkeypatch.setattr(serving.prediction, "format_predictions", poisoned)
+    with TestClient(client.app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/predict", json={"agents": [walk(1)]}, headers=PREDICT)
+        assert r.status_code == 500 and r.json()["detail"] == "internal error"
+        assert "Infinity" not in r.text
+        monkeypatch.setattr(serving.prediction, "format_predictions", real)
+        again = c.post("/v1/predict", json={"agents": [walk(1)]}, headers=PREDICT)
+        assert again.status_code == 200 and again.json()["cached"] is False

@@ -142,8 +142,8 @@ def test_csv_without_scene_column_uses_the_file_name(tmp_path: Path) -> None:
     [
         ("empty.txt", "", "empty file"),
         ("blank.txt", "\n  \n\n", "empty file"),
-        ("header_only.csv", "frame,agent_id,x,y\n", "empty file"),
-        ("no_header.csv", "", "no CSV header"),
+        ("header_only.csv", "frame,agent_id,x,y\n", "header only, no data rows"),
+        ("no_header.csv", "\n1,2,3,4\n", "no CSV header"),
         ("bad_header.csv", "frame,agent,x,y\n1,1,1,1\n", "must name agent_id"),
     ],
 )

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from trajectory import fairness
 from trajectory.exceptions import InputFileError
 from trajectory.model_card import (
     DEFAULT_BENCHMARK,
@@ -95,6 +97,7 @@ def test_card_has_every_section_in_order() -> None:
         "## Training set-up",
         "## Metrics of this run",
         "## Per scene",
+        "## Bias",
         "## Intended use",
         "## Limitations",
         "## Ethical considerations",
@@ -182,3 +185,29 @@ def test_the_checked_in_benchmark_loads(tmp_path: Path) -> None:
     bad.write_text(json.dumps([1, 2]))
     with pytest.raises(InputFileError):
         load_benchmark(bad)
+
+
+def test_bias_section_shows_each_slice_with_its_count_and_flags() -> None:
+    frame = pd.DataFrame({
+        "scene": ["eth"] * 12 + ["zara1"] * 12 + ["hotel"] * 3,
+        "speed": [2.0] * 12 + [1.2] * 15,
+        "heading_change": [5.0] * 27,
+        "neighbours": [0] * 27,
+        "ade": [1.5] * 12 + [0.4] * 12 + [3.0] * 3,
+        "fde": [2.0] * 27,
+    })
+    table = fairness.slice_errors(fairness.add_bands(frame))
+    text = render(bias=table, bias_source="the test split of `artifacts/windows`")
+    section = text.split("## Bias", 1)[1].split("\n## ", 1)[0]
+    assert "the test split of `artifacts/windows`" in section
+    assert "| overall | all | 27 |" in section
+    overall = (12 * 1.5 + 12 * 0.4 + 3 * 3.0) / 27  # eth: 1.27 x overall
+    assert f"| scene | eth | 12 | 1.500 | 2.000 | {1.5 / overall:.2f} | **flagged** |" in section
+    assert "| scene | zara1 | 12 | 0.400 |" in section and "| scene | hotel | 3 |" in section
+    assert "too few windows" in section  # hotel: 3 windows are shown, not judged
+    assert "Flagged: scene eth" in section and "walking_speed fast >=1.6" in section
+    assert "time_of_day" not in section  # offline windows have no time of day
+
+
+def test_bias_section_says_why_it_is_missing() -> None:
+    assert "Not computed: no ETL windows" in render()

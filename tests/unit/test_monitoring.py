@@ -12,11 +12,12 @@ import pytest
 
 from trajectory.data.windows import WindowSpec
 from trajectory.exceptions import DataError
-from trajectory.monitoring import ab, decision, live
-from trajectory.monitoring.drift import DriftResult
+from trajectory.monitoring import ab, live
 from trajectory.monitoring.settings import MonitoringSettings
+from trajectory.privacy.pseudonym import Pseudonymiser
 
 SPEC = WindowSpec(obs_len=8, pred_len=12, max_neighbours=4, neighbour_radius=5.0)
+KEYS = Pseudonymiser(b"monitoring-test-key-of-32-characters")
 
 
 @pytest.fixture
@@ -95,9 +96,10 @@ def _log_row(last_frame: int | None, predicted: np.ndarray, *, variant: str = "c
         t = np.arange(8)[::-1]
         observed = np.stack([(last_frame or 0) / 10 * 0.4 - 0.4 * t, np.zeros(8)], -1)
     return {"request_id": request, "created_at": pd.Timestamp("2024-01-01", tz="UTC"),
-            "routing_key_hash": f"key-{request}", "variant": variant, "assignment": "hash",
-            "shadow": False, "model_name": "m", "model_version": version, "scene": scene,
-            "agent_id": agent, "last_frame": last_frame, "frame_step": 10,
+            "routing_key_hash": KEYS.routing(f"key-{request}"), "variant": variant,
+            "assignment": "hash", "shadow": False, "model_name": "m", "model_version": version,
+            "scene_key": KEYS.scene(scene), "agent_key": KEYS.agent(scene, agent),
+            "pseudonym_key_id": KEYS.key_id, "last_frame": last_frame, "frame_step": 10,
             "observed": observed.tolist(), "predicted": predicted.tolist()}
 
 
@@ -115,7 +117,7 @@ def test_live_errors_join_ground_truth_on_scene_agent_and_frames() -> None:
         _log_row(350, exact, request="r3"),  # future not tracked yet: left out
         _log_row(None, exact, request="r4", scene=None),  # no frame: cannot be joined
     ])
-    errors = live.live_errors(rows, _line_tracks())
+    errors = live.live_errors(rows, _line_tracks(), KEYS)
     assert list(errors["request_id"]) == ["r1", "r2"]
     assert errors.loc[0, "ade"] == pytest.approx(0.0)
     assert errors.loc[1, "ade"] == pytest.approx(1.0) and errors.loc[1, "fde"] == pytest.approx(1.0)
@@ -129,8 +131,29 @@ def test_live_errors_join_ground_truth_on_scene_agent_and_frames() -> None:
 
 def test_live_errors_of_nothing_is_an_empty_frame() -> None:
     rows = pd.DataFrame([_log_row(350, _truth_future(350)[None])])
-    assert live.live_errors(rows, _line_tracks()).empty
-    assert live.summarize_live(live.live_errors(rows, _line_tracks())) == []
+    assert live.live_errors(rows, _line_tracks(), KEYS).empty
+    assert live.summarize_live(live.live_errors(rows, _line_tracks(), KEYS)) == []
+
+
+def test_live_errors_join_on_pseudonyms_of_the_same_key_only() -> None:
+    exact = _truth_future(100)[None]  # (K=1, T, 2)
+    rows = pd.DataFrame([
+        _log_row(100, exact),
+        _log_row(100, exact, agent=2, request="other-agent"),  # agent 2 has no track
+        _log_row(100, exact, scene="elsewhere", request="other-scene"),
+    ])
+    assert "scene" not in rows and "agent_id" not in rows  # the log holds no raw ids
+    errors = live.live_errors(rows, _line_tracks(), KEYS)
+    assert list(errors["request_id"]) == ["r1"]
+    rotated = Pseudonymiser(b"another-key-after-a-rotation-32-chars")
+    assert live.live_errors(rows, _line_tracks(), rotated).empty  # old rows: unlinkable
+
+
+def test_pseudonymised_tracks_carry_no_raw_ids() -> None:
+    keyed = live.pseudonymise_tracks(_line_tracks(agent=7), KEYS)
+    assert "scene" not in keyed and "agent_id" not in keyed
+    assert set(keyed["agent_key"]) == {KEYS.agent("s", 7)}
+    assert set(keyed["scene_key"]) == {KEYS.scene("s")}
 
 
 @pytest.mark.parametrize(("dt", "speed"), [(0.4, 1.0), (0.5, 0.8)])
@@ -147,57 +170,6 @@ def test_served_features_rebuild_windows_with_request_neighbours(dt: float, spee
     assert features["speed"].to_numpy() == pytest.approx([speed, speed])
     assert list(features["neighbour_count"]) == [1, 1]
     assert features["nearest_neighbour_distance"].to_numpy() == pytest.approx([2.0, 2.0])
-
-
-# --- decision ------------------------------------------------------------------------------
-
-def _drift(share: float, n_current: int = 100) -> DriftResult:
-    drifted = {"speed": share > 0, "acceleration": share >= 0.5}
-    return DriftResult(method="wasserstein", threshold=0.1, scores={"speed": 0.5,
-                       "acceleration": 0.2}, drifted=drifted, share=share, n_reference=1000,
-                       n_current=n_current)
-
-
-def test_drift_over_the_share_retrains_and_records_its_numbers(
-    policy: MonitoringSettings, tmp_path: Path
-) -> None:
-    made = decision.decide(policy, drift=_drift(0.5))
-    assert made.retrain and "wasserstein" in made.reasons[0]
-    path = decision.write_decision(made, tmp_path / "d" / "decision.json")
-    saved = json.loads(path.read_text())
-    assert saved["numbers"]["drift"]["share"] == 0.5
-    assert saved["policy"]["drift_method"] == "wasserstein"
-    assert not decision.decide(policy, drift=_drift(0.0)).retrain
-    assert not decision.decide(policy, drift=_drift(1.0, n_current=5)).retrain  # too few rows
-
-
-def test_live_degradation_retrains(policy: MonitoringSettings) -> None:
-    live_rows = [{"variant": "champion", "model_name": "m", "model_version": "3", "ade": 0.9,
-                  "windows": 50}]
-    assert decision.decide(policy, live=live_rows, reference_ade={"3": 0.6}).retrain
-    assert not decision.decide(policy, live=live_rows, reference_ade={"3": 0.8}).retrain
-    few = [live_rows[0] | {"windows": 3}]
-    assert not decision.decide(policy, live=few, reference_ade={"3": 0.6}).retrain
-
-
-def test_promotion_needs_a_win_and_no_sample_ratio_mismatch(policy: MonitoringSettings) -> None:
-    win = ab.compare_groups(_errors({"champion": 1.0, "challenger": 0.8}), "ade",
-                            "champion", "challenger")
-    fine = ab.sample_ratio({"champion": 30, "challenger": 30}, {"champion": .5, "challenger": .5})
-    made = decision.decide(policy, ab=win, srm=fine, challenger_version=7)
-    assert [(a.kind, a.version, a.apply) for a in made.actions] == [("promote", 7, False)]
-    auto = policy.model_copy(update={"auto_promote": True})
-    assert decision.decide(auto, ab=win, srm=fine, challenger_version=7).actions[0].apply
-    bad = ab.sample_ratio({"champion": 900, "challenger": 100}, {"champion": .5, "challenger": .5})
-    blocked = decision.decide(policy, ab=win, srm=bad, challenger_version=7)
-    assert blocked.actions == [] and "sample-ratio mismatch" in blocked.reasons[-1]
-
-
-def test_rollback_when_the_new_champion_version_is_worse(policy: MonitoringSettings) -> None:
-    worse = ab.compare_groups(_errors({"4": 0.8, "5": 1.1}), "ade", "4", "5")
-    made = decision.decide(policy, versions=worse, previous_version=4)
-    assert [(a.kind, a.alias, a.version) for a in made.actions] == [("rollback", "champion", 4)]
-    assert not made.retrain
 
 
 # --- drift (Evidently) ---------------------------------------------------------------------
@@ -231,7 +203,7 @@ def test_drift_report_flags_doubled_speeds_with_the_method_set(tmp_path: Path) -
 
 def test_tracks_rebuilt_from_windows_are_the_original_tracks() -> None:
     from trajectory.data.windows import make_windows
-    from trajectory.monitoring.job import tracks_from_windows
+    from trajectory.monitoring.truth import tracks_from_windows
 
     tracks = pd.concat([_line_tracks(agent=1), _line_tracks(agent=2).assign(y=1.0)])
     windows = make_windows(tracks, SPEC)
@@ -241,21 +213,3 @@ def test_tracks_rebuilt_from_windows_are_the_original_tracks() -> None:
         expected[["frame", "agent_id"]].to_numpy().tolist()
     assert rebuilt[["x", "y"]].to_numpy() == pytest.approx(expected[["x", "y"]].to_numpy())
     assert tracks_from_windows(windows, {"other": 10}).empty  # unknown step: not rebuilt
-
-
-def test_job_compares_variants_and_champion_versions(policy: MonitoringSettings) -> None:
-    from trajectory.monitoring.job import _comparisons
-
-    champion = _errors({"champion": 1.0}, keys=10).assign(model_version="4")
-    newer = _errors({"champion": 1.4}, keys=10, seed=1).assign(model_version="5")
-    newer["routing_key_hash"] += "-new"
-    challenger = _errors({"challenger": 0.7}, keys=10, seed=2).assign(model_version="7")
-    builtin = _errors({"shadow-cv": 1.0}, keys=10).assign(model_version="builtin", shadow=True)
-    errors = pd.concat([champion, newer, challenger, builtin], ignore_index=True)
-    errors["shadow"] = errors["shadow"].fillna(False).astype(bool)
-    errors["assignment"] = np.where(errors["shadow"], "shadow", "hash")
-    found = _comparisons(errors, policy)
-    assert found["ab"].b_better and found["challenger_version"] == 7
-    assert found["versions"].b_worse and found["previous_version"] == 4
-    made = decision.decide(policy, **found)
-    assert [a.kind for a in made.actions] == ["promote", "rollback"]

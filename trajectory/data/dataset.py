@@ -1,8 +1,10 @@
 """The windows dataset on disk: how the ETL writes a scene's windows, and reading them back.
 
 Layout (written by `etl.run_etl`):
-  <dir>/scene=<s>/split=<split>/part-<group>-<block>.parquet  one row per window: the
-        columns of `Windows.to_frame()` (less scene) and the motion features
+  <dir>/scene=<key>/split=<split>/part-<group>-<block>.parquet  one row per window: the
+        columns of `Windows.to_frame()` (less scene), the motion features and `scene_name`,
+        the scene as read; <key> is `scene_key(scene)`, a short folder-safe name for any
+        scene (a URL-quoted name of 50 "é" would be 300 bytes, too long for a folder)
   <dir>/rejects.parquet                                      file, line, reason, raw
   <dir>/manifest.json                                        counts, spec, hashes, data_version
 
@@ -20,11 +22,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -40,7 +42,9 @@ from trajectory.data.windows import Windows, WindowSpec, frame_step, make_window
 from trajectory.exceptions import DataError, NoWindowsError
 
 MANIFEST_FILE, REJECTS_FILE = "manifest.json", "rejects.parquet"
-ETL_FORMAT = 2  # bump when the same input and settings would give different output
+ETL_FORMAT = 3  # bump when the same input and settings would give different output
+SCENE_NAME = "scene_name"  # column of the window files: the scene; its folder is scene_key()
+_KEY_CHARS = 40  # readable characters of a scene key, before its hash
 TIME_SPLIT = (0.70, 0.15, 0.15)
 BLOCK_ROWS = 100_000  # track rows windowed at once: bounds a scene's memory
 PARTITIONING = pads.partitioning(
@@ -64,7 +68,8 @@ def load_windows(
     """
     root = Path(windows_dir)
     scenes = None if scenes is None else list(scenes)
-    made_with = asdict(WindowSpec.from_dict(read_manifest(root)["window_spec"]))
+    manifest = read_manifest(root)
+    made_with = asdict(WindowSpec.from_dict(manifest["window_spec"]))
     if made_with != asdict(spec):
         raise DataError(f"{root} was made with window spec {made_with}, not {asdict(spec)}")
     # only the asked split's files are opened (a tuning job must not touch test data at all)
@@ -75,13 +80,26 @@ def load_windows(
     if split is not None:
         filters.append(pads.field(S.SPLIT) == split)
     if scenes is not None:
-        filters.append(pads.field(S.SCENE).isin(scenes))
+        keyed = manifest.get("format", 0) >= 3  # older outputs used the quoted scene
+        filters.append(pads.field(S.SCENE).isin([scene_key(s) if keyed else s for s in scenes]))
     table = pads.dataset(
         files, format="parquet", partitioning=PARTITIONING, partition_base_dir=str(root)
     ).to_table(filter=_all(filters))
     if table.num_rows == 0:
         raise NoWindowsError(f"{root}: no windows for split={split!r}, scenes={scenes!r}")
-    return Windows.from_frame(table.to_pandas(), spec)
+    frame = table.to_pandas()
+    if SCENE_NAME in frame:
+        frame[S.SCENE] = frame.pop(SCENE_NAME)
+    return Windows.from_frame(frame, spec)
+
+
+def scene_key(scene: str) -> str:
+    """The folder-safe partition value of a scene: up to 40 of its characters, others as
+    `_`, then 12 hex digits of its sha256 (distinct scenes, distinct keys), e.g.
+    `biwi_eth-3f9a...`; stable across runs and machines."""
+    digest = hashlib.sha256(scene.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", scene)[:_KEY_CHARS]
+    return f"{readable}-{digest}" if readable else digest
 
 
 def write_scene_windows(
@@ -100,7 +118,7 @@ def write_scene_windows(
     Cutting by time is exact: a block holds every row a window starting in it can touch, and
     the stride is counted from the scene's first frame, as `make_windows` does for a scene.
     `split` is the folder split (None: split by time); files are named part-<part>-<block>.
-    The scene's folder name is URI-encoded, as pyarrow's hive partitioning expects.
+    The scene's folder is `scene_key(scene)`; the scene itself is the `scene_name` column.
     """
     tracks = resample_tracks(tracks, frame_seconds=frame_seconds, dt=spec.dt, max_gap=spec.max_gap)
     if not len(tracks):
@@ -111,7 +129,7 @@ def write_scene_windows(
     span = (spec.obs_len + spec.pred_len - 1) * step  # first to last frame of a window
     first, last = int(f[0]), int(f[-1])
     edges = np.append(np.unique(f[::BLOCK_ROWS]), last + 1)
-    scene_dir = out_dir / f"{S.SCENE}={quote(str(tracks[S.SCENE].iloc[0]), safe='')}"
+    scene_dir = out_dir / f"{S.SCENE}={scene_key(str(tracks[S.SCENE].iloc[0]))}"
     counts: dict[str, int] = {}
     for block, (lo, hi) in enumerate(itertools.pairwise(edges)):
         rows = tracks.iloc[np.searchsorted(f, lo) : np.searchsorted(f, hi + span)]
@@ -148,6 +166,7 @@ def _write_part(windows: Windows, path: Path, dt: float) -> None:
     features = motion_features(windows.obs, windows.nbr, dt)
     for name in features.columns:
         table = table.append_column(name, pa.array(features[name].to_numpy()))
+    table = table.append_column(SCENE_NAME, pa.array(windows.scene.astype(str), pa.string()))
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd", use_dictionary=False)
 
@@ -197,6 +216,7 @@ def write_manifest(
     windows: dict[str, dict[str, int]],
     spec: WindowSpec,
     settings: dict[str, float],
+    failed_scenes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write manifest.json after every other output file; the manifest.
 
@@ -222,6 +242,7 @@ def write_manifest(
         "windows": windows,
         "windows_total": sum(n for scene in windows.values() for n in scene.values()),
         "files": files,
+        "failed_scenes": failed_scenes or [],
         "schema": {
             "tracks": {c: str(t) for c, t in S.TRACK_DTYPES.items()},
             "windows": windows_schema(windows_dir),

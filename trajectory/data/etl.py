@@ -11,6 +11,13 @@ it. Tasks are submitted scene by scene, so a scene's files are read just before 
 task, and finished scenes free their rows. The layout and the splits are described in
 `trajectory.data.dataset`. Everything is written into a temporary folder beside
 output_dir, which then replaces output_dir.
+
+One bad input never stops the run: a file its read task cannot read, or a scene its task
+cannot window or write, is reported (a rejects row with the reason, `failed_files` /
+`failed_scenes` in the manifest and the summary) and every other file and scene is done.
+When nothing yields a window, NoWindowsError says why (no valid row, tracks shorter than a
+window, or too few frames per split), and the rejects are kept beside output_dir as
+`<output_dir>.rejects.parquet`, named in the message.
 """
 
 from __future__ import annotations
@@ -19,11 +26,11 @@ import logging
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -35,7 +42,9 @@ from trajectory.data.dataset import (
     MANIFEST_FILE,
     REJECTS_FILE,
     REJECTS_SCHEMA,
+    TIME_SPLIT,
     merge_parquet,
+    scene_key,
     write_manifest,
     write_rejects,
     write_scene_windows,
@@ -51,6 +60,7 @@ from trajectory.data.io import (
 from trajectory.data.validate import validate_tracks
 from trajectory.data.windows import WindowSpec
 from trajectory.exceptions import ConfigError, DataError, InputFileError, NoWindowsError
+from trajectory.files import prepare_output
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +99,13 @@ class GroupOutput:
     rows_rejected: int = 0  # across files
     windows: dict[str, int] = field(default_factory=dict)
     files: list[dict[str, Any]] = field(default_factory=list)  # metas of its text files
+    longest_track: int = 0  # most valid rows of one agent: tells why no window fits
+    error: str | None = None  # why the scene could not be windowed or written
+
+    def failure(self) -> dict[str, Any] | None:
+        if self.error is None:
+            return None
+        return {"scene": self.group.scene, "split": self.group.split, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -102,6 +119,7 @@ class EtlResult:
     rows_rejected: int
     windows: dict[str, dict[str, int]]  # scene -> split -> count
     failed_files: list[str]
+    failed_scenes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for a log or a terminal."""
@@ -109,6 +127,9 @@ class EtlResult:
         for per_split in self.windows.values():
             splits.update(per_split)
         failed = f", {len(self.failed_files)} files failed" if self.failed_files else ""
+        if self.failed_scenes:
+            n = len(self.failed_scenes)
+            failed += f", {n} scene{'s' if n > 1 else ''} failed (see {self.rejects_path.name})"
         return (
             f"data version {self.data_version}: {self.rows_in} rows in, {self.rows_valid} valid, "
             f"{self.rows_rejected} rejected{failed}; windows {dict(splits)} in {self.output_dir}"
@@ -133,18 +154,20 @@ def run_etl(
         raise ConfigError(f"engine must be one of {ENGINES}, got {engine!r}")
     source, target = Path(input_dir).resolve(), Path(output_dir).resolve()
     raws = discover(source)
+    prepare_output(target, folder=True)
     if target.exists() and any(target.iterdir()) and not (target / MANIFEST_FILE).is_file():
         raise DataError(f"{target} is not empty and holds no {MANIFEST_FILE}: not replacing it")
     spec = WindowSpec.from_settings(settings)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
+    kept_rejects = target.with_name(f"{target.name}.{REJECTS_FILE}")
     try:
         with _runner(engine, client, settings) as runner:
             groups, csv_out = _execute(runner, raws, tmp, spec, settings, progress)
         manifest = _finish(tmp, groups, csv_out, spec, settings)
-        _check_usable(source, manifest)
+        _check_usable(source, manifest, groups, spec, tmp / REJECTS_FILE, kept_rejects)
         _swap(tmp, target)
+        kept_rejects.unlink(missing_ok=True)  # from an earlier run that made no window
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -160,6 +183,7 @@ def run_etl(
         rows_rejected=rows["rejected"],
         windows=manifest["windows"],
         failed_files=[f["path"] for f in manifest["files"] if f["error"]],
+        failed_scenes=[f["scene"] for f in manifest["failed_scenes"]],
     )
 
 
@@ -196,11 +220,12 @@ class _Runner:
         return self.client.submit(fn, *args, pure=False)
 
     def as_completed(self, futures: list[Any]) -> Iterator[Any]:
+        ordered: Iterable[Any] = futures
         if self.client is not None:
             from distributed import as_completed
 
-            futures = as_completed(futures)
-        for future in futures:
+            ordered = as_completed(futures)
+        for future in ordered:
             yield future.result()
 
 
@@ -226,7 +251,7 @@ def _runner(engine: str, client: Any | None, settings: Settings) -> Iterator[_Ru
             n_workers=settings.dask_workers,
             threads_per_worker=settings.dask_threads_per_worker,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: None means the fixed 8787
             memory_limit=settings.dask_memory_limit,
         ) as cluster,
         Client(cluster) as local,
@@ -281,17 +306,26 @@ def _plan(raws: list[RawFile], csv_scenes: dict[str, list[str]]) -> list[Group]:
 
 
 def _read_task(raw: RawFile, index: int, tmp: Path, settings: Settings) -> FileOutput:
+    """Read one file; a file that cannot be read is reported, never stops the run."""
     dest = tmp / "_rejects" / f"file-{index:06d}.parquet"
     try:
         result = read_tracks(raw.path, settings=settings)
-    except InputFileError as err:
-        failed = [[raw.rel, 0, f"unreadable file: {err}", ""]]
+    except Exception as err:  # noqa: BLE001 - quarantined with its reason, the run goes on
+        reason = str(err) if isinstance(err, DataError) else f"{raw.path}: {_describe(err)}"
+        log.warning("etl: skipping %s: %s", raw.rel, reason)
+        failed = [[raw.rel, 0, f"unreadable file: {reason}", ""]]
         write_rejects(pd.DataFrame(failed, columns=REJECT_COLUMNS), dest)
-        return FileOutput(raw.rel, sha256=file_sha256(raw.path), error=str(err))
+        return FileOutput(raw.rel, sha256=file_sha256(raw.path), error=reason)
     write_rejects(result.rejects.assign(file=raw.rel), dest)
     return FileOutput(
         raw.rel, result.rows_in, len(result.rejects), result.sha256, None, result.tracks
     )
+
+
+def _describe(err: BaseException) -> str:
+    """An unexpected error in one line: its class and message, shortened."""
+    text = " ".join(str(err).split()) or "no message"
+    return f"{type(err).__name__}: {text[:300]}"
 
 
 def _scenes_of(out: FileOutput) -> list[str]:
@@ -317,14 +351,26 @@ def _scene_task(
             sources.append(raw)
     if not pieces:
         return result
-    tracks, rejects = check_across_files(pieces, sources, settings)
-    write_rejects(rejects, tmp / "_rejects" / f"scene-{group.index:06d}.parquet")
-    result.rows_valid, result.rows_rejected = len(tracks), len(rejects)
-    if len(tracks):
-        result.windows = write_scene_windows(
-            tracks, tmp, split=group.split, part=f"{group.index:05d}", spec=spec,
-            frame_seconds=settings.frame_seconds,
-        )  # fmt: skip
+    part = f"{group.index:05d}"
+    try:
+        tracks, rejects = check_across_files(pieces, sources, settings)
+        write_rejects(rejects, tmp / "_rejects" / f"scene-{group.index:06d}.parquet")
+        result.rows_valid, result.rows_rejected = len(tracks), len(rejects)
+        if len(tracks):
+            result.longest_track = int(tracks.groupby(S.AGENT).size().max())
+            result.windows = write_scene_windows(
+                tracks, tmp, split=group.split, part=part, spec=spec,
+                frame_seconds=settings.frame_seconds,
+            )  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - reported with its reason, the run goes on
+        result.error, result.windows = _describe(err), {}
+        log.warning("etl: scene %r (%s) failed: %s", group.scene, group.split, result.error)
+        for written in tmp.glob(f"{S.SCENE}={scene_key(group.scene)}/*/part-{part}-*.parquet"):
+            written.unlink()
+        reason = f"scene {group.scene[:80]!r} failed, no window written: {result.error}"
+        failed = [[raw.rel, 0, reason, ""] for raw in sources]
+        dest = tmp / "_rejects" / f"scene-{group.index:06d}-failed.parquet"
+        write_rejects(pd.DataFrame(failed, columns=REJECT_COLUMNS), dest)
     return result
 
 
@@ -340,8 +386,9 @@ def check_across_files(
         pd.concat(pieces, ignore_index=True),
         max_speed=settings.max_speed,
         frame_seconds=settings.frame_seconds,
+        max_abs_coordinate=settings.max_abs_coordinate,
         check_order=False,
-        where=lambda i: f"{sources[file_of[i]].rel} line {line_of[i]}",
+        where=lambda i: f"{sources[file_of[cast(int, i)]].rel} line {line_of[cast(int, i)]}",
     )
     pos = reasons.index.to_numpy(np.int64)
     rejects = [
@@ -375,18 +422,63 @@ def _finish(
         "valid": sum(g.rows_valid for g in groups),
         "rejected": sum(f["rows_rejected"] for f in files) + sum(g.rows_rejected for g in groups),
     }
-    used = {"frame_seconds": settings.frame_seconds, "max_speed": settings.max_speed}
+    used = {
+        "frame_seconds": settings.frame_seconds,
+        "max_speed": settings.max_speed,
+        "max_abs_coordinate": settings.max_abs_coordinate,
+    }
     counts = {scene: dict(per_split) for scene, per_split in windows.items()}
-    return write_manifest(tmp, files=files, rows=rows, windows=counts, spec=spec, settings=used)
+    failed = [f for g in groups if (f := g.failure()) is not None]
+    return write_manifest(
+        tmp, files=files, rows=rows, windows=counts, spec=spec, settings=used,
+        failed_scenes=failed,
+    )  # fmt: skip
 
 
-def _check_usable(source: Path, manifest: dict[str, Any]) -> None:
+def _check_usable(
+    source: Path,
+    manifest: dict[str, Any],
+    groups: list[GroupOutput],
+    spec: WindowSpec,
+    rejects: Path,
+    keep_at: Path,
+) -> None:
+    """InputFileError when no file was usable; NoWindowsError saying why when no window
+    came out, with the rejects moved to `keep_at` (named in the message) if there are any."""
     files = manifest["files"]
     if all(f["error"] for f in files):
         errors = "; ".join(f["error"] for f in files)
         raise InputFileError(f"{source}: no usable input file: {errors}")
-    if not manifest["windows_total"]:
-        raise NoWindowsError(f"{source}: no complete window for spec {manifest['window_spec']}")
+    if manifest["windows_total"]:
+        return
+    rows = manifest["rows"]
+    kept = "no row was rejected"
+    if rows["rejected"] and rejects.is_file():
+        rejects.replace(keep_at)
+        kept = f"the {rows['rejected']} rejected rows are kept in {keep_at}"
+    raise NoWindowsError(f"{source}: no complete window: {_why_no_windows(groups, spec, rows)}; {kept}")
+
+
+def _why_no_windows(groups: list[GroupOutput], spec: WindowSpec, rows: dict[str, int]) -> str:
+    """The likeliest reason a run made no window, for the error message."""
+    need = spec.obs_len + spec.pred_len
+    failed = [g for g in groups if g.error]
+    if failed:
+        return f"{len(failed)} scene(s) failed, e.g. {failed[0].group.scene[:80]!r}: {failed[0].error}"
+    if not rows["valid"]:
+        return f"no valid row ({rows['rejected']} of {rows['in']} rows rejected)"
+    longest = max(g.longest_track for g in groups)
+    if longest < need:
+        return (
+            f"the longest track has {longest} points, a window needs {need} consecutive "
+            f"points (obs_len {spec.obs_len} + pred_len {spec.pred_len})"
+        )
+    shares = "/".join(f"{round(100 * s)}" for s in TIME_SPLIT)
+    return (
+        f"tracks of up to {longest} points, but too few frames per split: a window of {need} "
+        f"consecutive points must fit inside one split (scenes outside train/, val/ and test/ "
+        f"folders are split by time {shares}), and gaps over max_gap {spec.max_gap:g} s cut tracks"
+    )
 
 
 def _swap(tmp: Path, target: Path) -> None:

@@ -14,6 +14,10 @@ A file is read in chunks of whole lines. Pandas' C parser takes each chunk; a ch
 cannot parse cleanly is halved until the bad lines sit in small pieces, which are parsed
 line by line to name them. Line numbers are 1-based physical lines (a CSV header is line 1);
 blank lines are skipped, not rejected. `discover` lists the raw files of an input folder.
+
+A whole file that cannot hold rows is one InputFileError naming it and why (`check_file`):
+empty, header only, only blank lines, or not text at all (a NUL byte, or mostly control
+characters and invalid UTF-8 in its first 8 KiB; a few latin-1 bytes are still text).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ CHUNK_BYTES = 8 << 20
 TIMESTAMP = "timestamp"
 _RAW_CHARS = 200  # a rejected line is kept up to this length
 _SLOW_BYTES = 16 << 10  # a failing piece this small is parsed line by line
+_SNIFF_BYTES = 8 << 10  # bytes looked at to tell text from binary
+_BINARY_SHARE = 0.3  # more control characters and invalid UTF-8 than this: not text
+_TEXT_CONTROLS = frozenset("\t\n\r\f\v")
 _NO_REJECTS = pd.DataFrame({"line": pd.Series(dtype=np.int64), "reason": [], "raw": []})
 
 
@@ -79,6 +86,8 @@ def scene_from_path(path: Path) -> str:
 
 def discover(input_dir: Path) -> list[RawFile]:
     """Every `*.txt` / `*.csv` under input_dir, sorted, with its folder split and scene."""
+    if input_dir.is_file():
+        raise InputFileError(f"{input_dir}: is a file, not a folder of track files")
     if not input_dir.is_dir():
         raise InputFileError(f"{input_dir}: input folder not found")
     raws = []
@@ -104,26 +113,35 @@ def file_sha256(path: Path) -> str:
 
 
 def read_tracks(
-    path: str | Path, scene: str | None = None, *, settings: Settings | None = None
+    path: str | Path,
+    scene: str | None = None,
+    *,
+    settings: Settings | None = None,
+    part: bool = False,
 ) -> ReadResult:
     """Parse and validate one file; bad lines go to `rejects`, never stop the read.
 
-    Raises InputFileError if the file cannot be read, is empty or has an unusable CSV header.
-    `scene` overrides the scene of every row.
+    Raises InputFileError if the file cannot be read, is empty, header only, binary or has
+    an unusable CSV header. `scene` overrides the scene of every row. `part=True` reads a
+    piece of a larger input whose whole-file checks were made already (batch chunks): a
+    piece without rows is then no error.
     """
     path = Path(path)
     settings = settings or get_settings()
     try:
-        layout = read_layout(path)
+        layout = read_layout(path) if part else check_file(path)
         parsed, parse_rejects, rows_in, digest = _parse_file(path, layout)
     except OSError as err:
         raise InputFileError(f"{path}: cannot read: {err.strerror or err}") from err
-    if rows_in == 0:
-        raise InputFileError(f"{path}: empty file (no data lines)")
+    if rows_in == 0 and not part:
+        raise InputFileError(f"{path}: {_no_rows(layout)}")
 
     parsed = _finish_columns(parsed, layout, path, scene)
     valid, reasons = validate_tracks(
-        parsed, max_speed=settings.max_speed, frame_seconds=settings.frame_seconds
+        parsed,
+        max_speed=settings.max_speed,
+        frame_seconds=settings.frame_seconds,
+        max_abs_coordinate=settings.max_abs_coordinate,
     )
     raw = read_lines(path, reasons.index.to_numpy(np.int64))
     checked = pd.DataFrame(
@@ -141,6 +159,45 @@ def read_tracks(
     )
 
 
+def check_file(path: Path) -> _Layout:
+    """The file's layout, or InputFileError naming it and why it holds no rows: empty, not
+    text, a bad CSV header, header only or only blank lines. Reads up to the first data line.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise InputFileError(f"{path}: is a folder, not a file")
+        with path.open("rb") as fh:
+            head = fh.read(_SNIFF_BYTES)
+        if not head:
+            raise InputFileError(f"{path}: empty file")
+        if _looks_binary(head):
+            raise InputFileError(f"{path}: not a text file (binary)")
+        layout = read_layout(path)
+        with path.open("rb") as fh:
+            lines = iter(fh)
+            for _ in range(layout.first_line - 1):
+                next(lines, b"")
+            if not any(line.strip() for line in lines):
+                raise InputFileError(f"{path}: {_no_rows(layout)}")
+    except OSError as err:
+        raise InputFileError(f"{path}: cannot read: {err.strerror or err}") from err
+    return layout
+
+
+def _no_rows(layout: _Layout) -> str:
+    return "header only, no data rows" if layout.first_line > 1 else "empty file (only blank lines)"
+
+
+def _looks_binary(head: bytes) -> bool:
+    """A NUL byte, or a large share of control characters and invalid UTF-8."""
+    if b"\0" in head:
+        return True
+    text = head.decode("utf-8", errors="replace")
+    odd = sum(c == "\ufffd" or (c < " " and c not in _TEXT_CONTROLS) for c in text)
+    return odd > _BINARY_SHARE * len(text)
+
+
 def read_layout(path: Path) -> _Layout:
     """How a raw file's lines read: its column names, separator and first data line (a CSV's
     header decides; ETH/UCY text is `frame agent x y`)."""
@@ -149,7 +206,7 @@ def read_layout(path: Path) -> _Layout:
     with path.open("rb") as fh:
         header = fh.readline().decode("utf-8-sig", errors="replace").strip()
     if not header:
-        raise InputFileError(f"{path}: empty file (no CSV header on line 1)")
+        raise InputFileError(f"{path}: no CSV header on line 1 (it is blank)")
     names = [h.strip().lower() for h in header.split(",")]
     time_col = S.FRAME if S.FRAME in names else TIMESTAMP
     missing = [c for c in (time_col, S.AGENT, S.X, S.Y) if c not in names]
@@ -193,8 +250,7 @@ def _parse_file(path: Path, layout: _Layout) -> tuple[pd.DataFrame, pd.DataFrame
             parts.append(rows)
             rejects.append(bad)
             rows_in += count
-    if not parts:
-        parts.append(_parse_lines(b"", layout.first_line, layout)[0])
+    parts = [p for p in parts if len(p)] or [_parse_lines(b"", layout.first_line, layout)[0]]
     found = [r for r in rejects if len(r)]
     return (
         pd.concat(parts) if len(parts) > 1 else parts[0],

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from trajectory.exceptions import ConfigError
+from trajectory.files import neutralise_table
 
 FRAME_STEP = 10  # frame units per frame, as in ETH/UCY
 FRAME_SECONDS = 0.4
@@ -248,4 +249,4 @@ def _append(path: Path, rows: np.ndarray, rng: np.random.Generator) -> None:
     )
     options = pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none")
     with path.open("ab") as fh:
-        pacsv.write_csv(table, fh, options)
+        pacsv.write_csv(neutralise_table(table), fh, options)  # the shared CSV guard

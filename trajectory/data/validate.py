@@ -7,13 +7,19 @@ tag from `REASONS`, then says which field and value were wrong.
 
 Checks, in order, each on the rows the previous ones kept:
   not finite / not an integer  NaN or inf in any number, or a fractional frame or agent id
+  out of range                 |x| or |y| above `max_abs_coordinate` (checked before any
+                               speed, so one absurd point cannot make its neighbours jumps)
   out of order                 a frame lower than an earlier frame of the same agent
   duplicate                    a second row for the same (scene, agent_id, frame)
   impossible jump              faster than `max_speed` from the agent's last kept point, over
                                the real elapsed time (`resample.track_seconds`: timestamps, or
                                frames at `frame_seconds` per frame step); only the later point
                                is rejected, and the next point is compared with the last kept
-                               one (a single spike costs one row, not two)
+                               one (a single spike costs one row, not two). A track's first
+                               point has no earlier point to vouch for it: when the points
+                               after it agree with each other but not with it, the first
+                               point is the one rejected, not the rest of the track.
+Numbers in reasons are printed with `%.6g`: short whatever the input.
 Rows read from timestamps keep their `time` column (seconds) in the valid rows.
 Everything is vectorised, except that the jump check walks, point by point, the tracks that
 have a violation (from their first one on).
@@ -21,6 +27,7 @@ have a violation (from their first one on).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Hashable
 
 import numpy as np
@@ -35,6 +42,7 @@ REASONS = (
     "nan",
     "inf",
     "not an integer",
+    "out of range",
     "out of order",
     "duplicate",
     "impossible jump",
@@ -49,16 +57,20 @@ def validate_tracks(
     *,
     max_speed: float,
     frame_seconds: float,
+    max_abs_coordinate: float = math.inf,
     check_order: bool = True,
     where: Callable[[Hashable], str] | None = None,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """(valid rows in TRACK_DTYPES, reasons indexed like `rows`) for parsed rows in file order.
 
+    `max_abs_coordinate`: metres; a row with a larger |x| or |y| is rejected (the readers
+    pass TRAJ_MAX_ABS_COORDINATE).
     `check_order=False` skips the file-order check: for rows gathered from several files.
     `where(label)` names a row in messages (default: "line <label>").
     """
     checks: list[Callable[[pd.DataFrame], pd.Series]] = [
         check_values,
+        lambda df: check_range(df, max_abs_coordinate),
         check_order_in_file if check_order else (lambda _: _NONE),
         lambda df: check_duplicates(df, where=where),
         lambda df: check_jumps(df, max_speed=max_speed, frame_seconds=frame_seconds),
@@ -82,13 +94,24 @@ def check_values(rows: pd.DataFrame) -> pd.Series:
         v = rows[col].to_numpy(np.float64)
         for mask, tag in ((np.isnan(v), "nan"), (np.isinf(v), "inf")):
             for label, value in zip(rows.index[mask], v[mask], strict=True):
-                out.setdefault(label, f"{tag}: field {col!r} is {value}")
+                out.setdefault(label, f"{tag}: field {col!r} is {value:.6g}")
     for col in (S.FRAME, S.AGENT):
         v = rows[col].to_numpy(np.float64)
         with np.errstate(invalid="ignore"):
             bad = np.isfinite(v) & ((v != np.round(v)) | (np.abs(v) > 2**53))
         for label, value in zip(rows.index[bad], v[bad], strict=True):
-            out.setdefault(label, f"not an integer: field {col!r} is {value}")
+            out.setdefault(label, f"not an integer: field {col!r} is {value:.6g}")
+    return _reasons(out)
+
+
+def check_range(rows: pd.DataFrame, max_abs: float) -> pd.Series:
+    """Rows with |x| or |y| above `max_abs` metres (the first such field of each row)."""
+    out: dict[object, str] = {}
+    for col in (S.X, S.Y):
+        v = rows[col].to_numpy(np.float64)
+        bad = np.abs(v) > max_abs
+        for label, value in zip(rows.index[bad], v[bad], strict=True):
+            out.setdefault(label, f"out of range: field {col!r} is {value:.6g} (|v| > {max_abs:g} m)")
     return _reasons(out)
 
 
@@ -138,27 +161,41 @@ def check_jumps(rows: pd.DataFrame, *, max_speed: float, frame_seconds: float) -
     t = track_seconds(rows, frame_seconds)[order]  # (n,) seconds
     xy = rows[[S.X, S.Y]].to_numpy(np.float64)[order]
     speed = np.zeros(len(order))
-    with np.errstate(divide="ignore", invalid="ignore"):  # dt <= 0 only between agents
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # dt <= 0: between agents
         speed[1:] = np.linalg.norm(np.diff(xy, axis=0), axis=1) / np.diff(t)
     viol = same & (speed > max_speed)
     if not viol.any():
         return _NONE
     group = np.cumsum(~same)  # (n,) agent run id, in sorted order
     ends = np.searchsorted(group, group, side="right")
-    rejected: dict[int, float] = {}
+    rejected: dict[int, tuple[float, str]] = {}
+
+    def speed_between(i: int, j: int) -> float:
+        with np.errstate(over="ignore", invalid="ignore"):  # inf speeds are rejected anyway
+            return float(np.hypot(*(xy[j] - xy[i])) / (t[j] - t[i]))
+
     for first in _first_per_group(np.flatnonzero(viol), group):
-        kept = first - 1
-        for i in range(first, ends[first]):
-            v = float(np.hypot(*(xy[i] - xy[kept]))) / (t[i] - t[kept])
-            if v > max_speed:
-                rejected[i] = v
+        kept, end = first - 1, ends[first]
+        vouched = bool(same[kept])  # the track's first point has no earlier one to vouch for it
+        for i in range(first, end):
+            v = speed_between(kept, i)
+            if v <= max_speed:
+                kept, vouched = i, True
+            elif not vouched and i + 1 < end and speed_between(i, i + 1) <= max_speed:
+                rejected[kept] = (v, "to the next")  # a lone first point: it is the outlier
+                kept, vouched = i, True
             else:
-                kept = i
+                rejected[i] = (v, "from the previous")
     msg = [
-        f"impossible jump: {v:.1f} m/s from the previous point (max {max_speed:g} m/s)"
-        for v in rejected.values()
+        f"impossible jump: {_speed(v)} m/s {which} point (max {max_speed:g} m/s)"
+        for v, which in rejected.values()
     ]
     return pd.Series(msg, index=rows.index[order[list(rejected)]], dtype=object)
+
+
+def _speed(v: float) -> str:
+    """One decimal for a plausible speed, `%.6g` for an absurd one (never 300 digits)."""
+    return f"{v:.1f}" if v < 1e6 else f"{v:.6g}"
 
 
 def _first_per_group(positions: np.ndarray, group: np.ndarray) -> np.ndarray:

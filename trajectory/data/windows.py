@@ -132,7 +132,7 @@ class Windows:
             scene=np.concatenate([p.scene for p in parts]),
             agent_id=np.concatenate([p.agent_id for p in parts]),
             start_frame=np.concatenate([p.start_frame for p in parts]),
-            fut=np.concatenate([p.fut for p in parts]) if has_fut else None,  # type: ignore[misc]
+            fut=np.concatenate([p.fut for p in parts]) if has_fut else None,
             extra={k: np.concatenate([p.extra[k] for p in parts]) for k in keys},
         )
 

@@ -2,7 +2,10 @@
 
 Requests of one routing key are correlated (the same client, scene and model), so the unit of
 analysis is the key: its windows are averaged first, and the tests compare per-key means.
-Assignment is by key too, so the sample-ratio check counts distinct keys per variant.
+Assignment is by key too, so the sample-ratio check counts distinct keys per variant. The log
+holds each key as a keyed pseudonym (`routing_key_hash`): stable under one pseudonym key, so the
+analysis never needs the raw client id; after a key rotation old and new rows of one client are
+different keys (compare windows within one `pseudonym_key_id`).
 """
 
 from __future__ import annotations
@@ -149,3 +152,27 @@ def sample_ratio(counts: dict[str, int], weights: dict[str, float],
 def key_counts(errors: pd.DataFrame, by: str = VARIANT) -> dict[str, int]:
     """Distinct routing keys per variant: the unit that assignment randomises."""
     return {str(k): int(v) for k, v in errors.groupby(by, observed=True)[KEY].nunique().items()}
+
+
+def join_balance(logged: dict[str, int], joined: dict[str, int],
+                 alpha: float = 0.001) -> SampleRatio:
+    """Whether each variant's logged rows found their ground truth at the same rate: a
+    chi-square of joined rows per variant against the pooled join rate. A variant whose
+    predictions join less often (a logging or pseudonym bug) would bias its ADE."""
+    names = sorted(n for n in logged if logged[n] > 0)
+    if len(names) < 2:
+        raise DataError(f"join balance needs logged rows of 2+ variants, got {logged}")
+    table = np.array([[joined.get(n, 0), logged[n] - joined.get(n, 0)] for n in names], float)
+    if table[:, 0].sum() == 0 or table[:, 1].sum() == 0:
+        p = 1.0 if table[:, 1].sum() == 0 else 0.0  # all joined: balanced; none: nothing to act on
+        chi2 = 0.0
+    else:
+        chi2, p, _, _ = stats.chi2_contingency(table, correction=False)
+    rate = table[:, 0].sum() / table.sum()
+    return SampleRatio(
+        counts={n: int(c) for n, c in zip(names, table[:, 0])},
+        expected={n: float(logged[n] * rate) for n in names},
+        chi2=float(chi2),
+        p_value=float(p),
+        alpha=alpha,
+    )

@@ -90,7 +90,7 @@ def drift_report(
     )
     snapshot.save_html(result.html_path)
     document = {"summary": result.to_dict(), "evidently": json.loads(snapshot.json())}
-    write_json_atomic(Path(result.json_path), document, default=str)
+    write_json_atomic(out_dir / "drift.json", document, default=str)
     log.info("drift (%s, threshold %g): share %.2f %s", method, threshold, result.share, scores)
     return result
 

@@ -1,9 +1,10 @@
 """One evaluation over a window of the prediction log: what the `trajectory_evaluate` DAG runs.
 
-log rows -> live ADE/FDE per variant and version (ground truth from later ETL output)
-         -> A/B test champion vs challenger, sample-ratio check, newest vs previous champion
-         -> drift of served-input features against the training split (Evidently)
-         -> decision (JSON) -> optional alias moves -> one MLflow run with every artifact
+log rows of the window -> live ADE/FDE per variant and version, ADE / CV-ADE vs validation
+     (ground truth from later ETL output)        -> served-input drift vs the training split
+rows since the experiment's start (`experiment`) -> always-valid A/B and rollback tests, key
+     ratio vs the recorded weights, join rates  -> decision (JSON; persistence rules read the
+     earlier evaluations' decisions) -> optional alias moves -> one MLflow run with the files
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,22 @@ import pandas as pd
 from sqlalchemy import create_engine
 
 from trajectory.config import Settings
-from trajectory.data import schema as S
-from trajectory.data.features import motion_features
-from trajectory.data.windows import Windows, WindowSpec
-from trajectory.exceptions import NoWindowsError
-from trajectory.monitoring import ab
+from trajectory.data.windows import WindowSpec
+from trajectory.monitoring import evidence
 from trajectory.monitoring.decision import Decision, decide, write_decision
 from trajectory.monitoring.drift import DriftResult, drift_report
+from trajectory.monitoring.drift_rule import DriftVerdict
+from trajectory.monitoring.experiment import current_experiment
 from trajectory.monitoring.live import (
+    LOG_TABLE,
     live_errors,
     read_prediction_log,
     served_features,
     summarize_live,
 )
+from trajectory.monitoring.live_rule import cv_ade
 from trajectory.monitoring.settings import MonitoringSettings
+from trajectory.monitoring.truth import ground_truth
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,27 @@ class EvaluationResult:
         }
 
 
+def missing_prediction_log(settings: Settings, monitor: MonitoringSettings) -> str | None:
+    """Why there is nothing to evaluate yet, else None. Before the service's first prediction
+    there is no database file or no `predictions` table: a normal state on a fresh install,
+    which the DAG reports as a skip. Looking never creates the SQLite file."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+
+    url = make_url(monitor.resolved_database_url(settings.work_dir))
+    where = url.render_as_string(hide_password=True)
+    if (url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+            and not Path(str(url.database)).is_file()):
+        return f"no prediction log yet: {url.database} does not exist (no prediction served)"
+    engine = create_engine(url)
+    try:
+        if not inspect(engine).has_table(LOG_TABLE):
+            return f"no prediction log yet: no table {LOG_TABLE!r} in {where}"
+    finally:
+        engine.dispose()
+    return None
+
+
 def run_evaluation(
     settings: Settings,
     monitor: MonitoringSettings,
@@ -74,135 +98,92 @@ def run_evaluation(
     log_to_mlflow: bool = True,
 ) -> EvaluationResult:
     """Evaluate the log rows with start <= created_at < end against `windows_dir` (the latest
-    ETL output: its train split is the drift reference, all its tracks the ground truth)."""
+    ETL output: its train split is the drift reference, all its tracks the ground truth); the
+    A/B and rollback tests take every row since the experiment started."""
     spec = WindowSpec.from_settings(settings)
     engine = create_engine(monitor.resolved_database_url(settings.work_dir))
     try:
         rows = read_prediction_log(engine, start, end)
+        weights = monitor.ab_weights or {monitor.champion_variant: 1.0}  # the service's default
+        experiment = current_experiment(engine, rows, weights, end)
+        ab_start = max(experiment.started_at, end - timedelta(days=monitor.ab_max_days))
+        pre_start = min(start, ab_start - timedelta(days=monitor.ab_pre_days))
+        history_rows = rows if pre_start >= start else read_prediction_log(engine, pre_start, end)
     finally:
         engine.dispose()
-    out_dir = settings.work_dir / "monitoring" / end.strftime("%Y%m%dT%H%M%S")
+    folder = end.strftime(evidence.FOLDER_FORMAT)
+    out_dir = settings.work_dir / "monitoring" / folder
 
-    errors = live_errors(rows, _ground_truth(rows, windows_dir, spec))
-    live = summarize_live(errors)
-    drift = _drift(rows, windows_dir, spec, settings, monitor, out_dir)
+    pseudonyms = monitor.pseudonymiser(settings.work_dir)
+    truth = ground_truth(history_rows, windows_dir, spec, pseudonyms)
+    all_errors = live_errors(history_rows, truth, pseudonyms)
+    times = pd.to_datetime(all_errors["created_at"], utc=True)
+    errors = all_errors[times >= pd.Timestamp(start)]
+    in_experiment = all_errors[times >= pd.Timestamp(ab_start)]
+    pre = all_errors[(times < pd.Timestamp(ab_start)) & ~all_errors["shadow"].astype(bool)]
+    row_times = pd.to_datetime(history_rows["created_at"], utc=True)
+    experiment_rows = history_rows[row_times >= pd.Timestamp(ab_start)]
 
-    reference = _reference_ade(settings, {str(r["model_version"]) for r in live}, log_to_mlflow)
-    decision = decide(monitor, drift=drift, live=live, reference_ade=reference,
-                      srm=_sample_ratio(rows, monitor), **_comparisons(errors, monitor))
+    reference = _reference_ade(settings, set(errors["model_version"].astype(str)), log_to_mlflow)
+    ratios = evidence.live_ratios(errors, reference, _validation_cv_ade(windows_dir, spec)
+                                  if reference else None, monitor, settings.seed)
+    verdict, report = _drift(rows, windows_dir, spec, settings, monitor, out_dir)
+    flags, degraded = evidence.history(settings.work_dir / "monitoring", folder,
+                                       max(monitor.drift_persistence, monitor.live_persistence))
+    checks = evidence.balance(experiment_rows, in_experiment, experiment, monitor)
+    notes = [] if experiment.recorded else ["experiment not recorded: promotion off"]
+    decision = decide(
+        monitor, drift=verdict, drift_history=flags, live=ratios, live_history=degraded,
+        srm=checks["srm"], joins=checks["joins"], report=report, notes=notes,
+        **evidence.comparisons(in_experiment, pre, experiment, monitor),
+    )
     decision.numbers["window"] = {"start": start.isoformat(), "end": end.isoformat(),
                                   "windows_dir": str(windows_dir)}
+    decision.numbers["experiment"] = experiment.to_dict() | {"read_from": ab_start.isoformat()}
+    decision.numbers["live_summary"] = summarize_live(errors)
+    decision.numbers["reference_ade"] = reference
     decision_path = write_decision(decision, out_dir / "decision.json")
-    counts = {"log_rows": len(rows), "joined": len(errors), "variants": len(live)}
-    result = EvaluationResult(decision, decision_path, drift, counts)
+    counts = {"log_rows": len(rows), "joined": len(errors), "experiment_joined": len(in_experiment),
+              "variants": len(decision.numbers["live_summary"])}
+    result = EvaluationResult(decision, decision_path, report, counts)
     if log_to_mlflow:
         _apply_and_log(settings, result)
     log.info("evaluation %s .. %s: retrain=%s, %s", start, end, decision.retrain, decision.reasons)
     return result
 
 
-def tracks_from_windows(windows: Windows, steps: dict[str, int]) -> pd.DataFrame:
-    """Track rows (scene, frame, agent_id, x, y) rebuilt from windows with a future, for the
-    scenes whose frame step is known (the log records it with every prediction)."""
-    if windows.fut is None or not len(windows):
-        return pd.DataFrame(columns=S.TRACK_COLUMNS)
-    scene = windows.scene.astype(str)
-    keep = np.isin(scene, list(steps))
-    if not keep.any():
-        return pd.DataFrame(columns=S.TRACK_COLUMNS)
-    w = windows.take(np.flatnonzero(keep))
-    pos = np.concatenate([w.obs, w.fut], axis=1)  # (N, L, 2)
-    length = pos.shape[1]
-    step = np.array([steps[s] for s in w.scene.astype(str)], np.int64)
-    frames = w.start_frame[:, None] + step[:, None] * np.arange(length)  # (N, L)
-    tracks = pd.DataFrame({
-        S.SCENE: np.repeat(w.scene.astype(str), length),
-        S.FRAME: frames.ravel(),
-        S.AGENT: np.repeat(w.agent_id, length),
-        S.X: pos[..., 0].ravel(),
-        S.Y: pos[..., 1].ravel(),
-    })
-    return tracks.drop_duplicates([S.SCENE, S.AGENT, S.FRAME], ignore_index=True)
-
-
-def _ground_truth(rows: pd.DataFrame, windows_dir: Path, spec: WindowSpec) -> pd.DataFrame:
-    """Tracks of the logged scenes from the ETL output (empty when it has none of them yet)."""
+def _validation_cv_ade(windows_dir: Path, spec: WindowSpec) -> float | None:
+    """Constant velocity's ADE on the validation split: the denominator of the reference."""
     from trajectory.data.dataset import load_windows
+    from trajectory.exceptions import NoWindowsError
 
-    steps = rows.dropna(subset=["scene"]).groupby("scene")["frame_step"].first().to_dict()
-    if not steps:
-        return pd.DataFrame(columns=S.TRACK_COLUMNS)
     try:
-        windows = load_windows(windows_dir, spec, scenes=list(steps))
+        val = load_windows(windows_dir, spec, split="val")
     except NoWindowsError:
-        log.warning("no ground truth yet in %s for scenes %s", windows_dir, sorted(steps))
-        return pd.DataFrame(columns=S.TRACK_COLUMNS)
-    return tracks_from_windows(windows, {str(k): int(v) for k, v in steps.items()})
+        return None
+    if val.fut is None or not len(val):
+        return None
+    return float(cv_ade(val.obs.astype(np.float64), val.fut.astype(np.float64)).mean())
 
 
 def _drift(rows: pd.DataFrame, windows_dir: Path, spec: WindowSpec, settings: Settings,
-           monitor: MonitoringSettings, out_dir: Path) -> DriftResult | None:
-    """The Evidently report, when the log holds at least `min_drift_rows` served windows."""
+           monitor: MonitoringSettings, out_dir: Path
+           ) -> tuple[DriftVerdict | None, DriftResult | None]:
+    """Our calibrated verdict and Evidently's report, with `min_drift_rows` served windows."""
     from trajectory.data.dataset import load_windows
 
     if rows.empty:
-        return None
+        return None, None
     current = served_features(rows, spec)
     if len(current) < monitor.min_drift_rows:
         log.info("drift not judged: %d served windows < %d", len(current), monitor.min_drift_rows)
-        return None
+        return None, None
     train = load_windows(windows_dir, spec, split="train")
-    reference = motion_features(train.obs, train.nbr, spec.dt)  # windows are spec.dt apart
-    return drift_report(reference, current, out_dir, method=monitor.drift_method,
-                        threshold=monitor.drift_threshold, seed=settings.seed)
-
-
-def _comparisons(errors: pd.DataFrame, monitor: MonitoringSettings) -> dict[str, Any]:
-    """The A/B test (hash-assigned, not shadow) and the champion's newest vs previous version."""
-    if errors.empty:
-        return {}
-    served = errors[~errors["shadow"].astype(bool)]
-    randomised = served[served["assignment"] == "hash"]
-    out: dict[str, Any] = {"ab": _compare(randomised, "variant", monitor.champion_variant,
-                                          monitor.challenger_variant, monitor)}
-    challenger = _registered(served, monitor.challenger_variant)
-    out["challenger_version"] = challenger[-1] if challenger else None
-    versions = _registered(served, monitor.champion_variant)
-    if len(versions) >= 2:
-        champion = served[served["variant"] == monitor.champion_variant]
-        out["versions"] = _compare(champion, "model_version", str(versions[-2]),
-                                   str(versions[-1]), monitor)
-        out["previous_version"] = versions[-2]
-    return out
-
-
-def _compare(errors: pd.DataFrame, by: str, a: str, b: str,
-             monitor: MonitoringSettings) -> ab.Comparison | None:
-    """The A/B comparison of b vs a when both have `ab_min_keys` routing keys."""
-    if errors.empty:
-        return None
-    errors = errors.assign(**{by: errors[by].astype(str)})
-    counts = ab.key_counts(errors, by)
-    if min(counts.get(a, 0), counts.get(b, 0)) < monitor.ab_min_keys:
-        return None
-    return ab.compare_groups(errors, monitor.ab_metric, a, b, by, monitor.ab_alpha)
-
-
-def _sample_ratio(rows: pd.DataFrame, monitor: MonitoringSettings) -> ab.SampleRatio | None:
-    """Keys per variant among hash-assigned served requests vs the configured weights."""
-    weighted = {k: v for k, v in monitor.ab_weights.items() if v > 0}
-    if len(weighted) < 2 or rows.empty:
-        return None
-    served = rows[(~rows["shadow"].astype(bool)) & (rows["assignment"] == "hash")]
-    if served.empty:
-        return None
-    return ab.sample_ratio(ab.key_counts(served), monitor.ab_weights, monitor.srm_alpha)
-
-
-def _registered(errors: pd.DataFrame, variant: str) -> list[int]:
-    """Registry versions a variant served, ascending (built-in models have no number)."""
-    served = errors.loc[errors["variant"] == variant, "model_version"].astype(str)
-    return sorted({int(v) for v in served if v.isdigit()})
+    reference, scenes = evidence.training_features(train, spec.dt)  # windows are spec.dt apart
+    verdict = evidence.drift_verdict(reference, scenes, current, monitor, settings.seed)
+    report = drift_report(reference, current, out_dir, method=monitor.drift_method,
+                          threshold=monitor.drift_threshold, seed=settings.seed)
+    return verdict, report
 
 
 def _reference_ade(settings: Settings, versions: set[str], use_registry: bool) -> dict[str, float]:
@@ -217,6 +198,7 @@ def _reference_ade(settings: Settings, versions: set[str], use_registry: bool) -
 
 def _apply_and_log(settings: Settings, result: EvaluationResult) -> None:
     """Move aliases the policy allows, then log the evaluation run with its artifacts."""
+    from trajectory.alerting import notify_decision
     from trajectory.tracking.evaluation import log_evaluation, set_alias
 
     for action in result.decision.actions:
@@ -224,16 +206,26 @@ def _apply_and_log(settings: Settings, result: EvaluationResult) -> None:
             set_alias(settings, action.alias, action.version, action.reason)
     metrics: dict[str, float] = {"retrain": float(result.decision.retrain)}
     metrics |= {f"n_{k}": float(v) for k, v in result.counts.items()}
-    for row in result.decision.numbers["live"]:
+    numbers = result.decision.numbers
+    for row in numbers["live_summary"]:
         name = _metric_name(f"{row['variant']}_v{row['model_version']}")
         metrics |= {f"live_{m}_{name}": float(row[m]) for m in ("ade", "fde", "min_ade", "min_fde")}
+    for ratio in numbers["live"]:
+        metrics[f"live_cv_ratio_v{_metric_name(ratio['version'])}"] = float(ratio["relative"])
+    if numbers["drift"] is not None:
+        metrics["drift_flagged"] = float(numbers["drift_flagged"])
+        metrics |= {f"drift_{k}": float(v) for k, v in numbers["drift"]["scores"].items()}
     if result.drift is not None:
-        metrics["drift_share"] = result.drift.share
-        metrics |= {f"drift_{k}": v for k, v in result.drift.scores.items()}
-    for key in ("ab", "sample_ratio"):
-        numbers = result.decision.numbers[key] or {}
-        metrics |= {f"{key}_{k}": float(v) for k, v in numbers.items()
-                    if k in ("diff", "welch_p", "mannwhitney_p", "cohens_d", "p_value")}
+        metrics["drift_share"] = result.drift.share  # Evidently's, at its report threshold
+    for key in ("ab", "versions"):
+        test = numbers[key] or {}
+        metrics |= {f"{key}_{k}": float(test[k]) for k in ("low", "high", "planned_keys")
+                    if k in test}
+        if test:
+            metrics[f"{key}_diff"] = float(test["estimate"]["diff"])
+    for key in ("sample_ratio", "join_balance"):
+        if numbers[key]:
+            metrics[f"{key}_p_value"] = float(numbers[key]["p_value"])
     artifacts = [result.decision_path]
     if result.drift is not None:
         artifacts += [Path(p) for p in (result.drift.html_path, result.drift.json_path) if p]
@@ -244,6 +236,8 @@ def _apply_and_log(settings: Settings, result: EvaluationResult) -> None:
                 "windows_dir": window["windows_dir"]} | result.decision.policy,
         tags={"retrain": str(result.decision.retrain).lower()},
     )
+    # one message per evaluation that decided something (TRAJ_ALERT_WEBHOOK; none when unset)
+    notify_decision(result.decision.to_dict() | {"run_id": result.run_id})
 
 
 def _metric_name(text: str) -> str:

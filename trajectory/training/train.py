@@ -178,8 +178,13 @@ def _fit(
     )
 
     best_ade, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
+    # disable=None: no bar when stderr is not a terminal (an Airflow task records stderr as
+    # ERROR and a bar there arrives in one piece at the end); the per-epoch log lines remain
     bar = tqdm(
-        range(1, config.epochs + 1), desc=f"train {model.name}", disable=not progress, unit="epoch"
+        range(1, config.epochs + 1),
+        desc=f"train {model.name}",
+        disable=None if progress else True,
+        unit="epoch",
     )
     for epoch in bar:
         t0 = time.perf_counter()

@@ -42,7 +42,7 @@ def run_job(job: dict[str, Any], index: int) -> int:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,  # stderr reads as ERROR in Airflow
                         format=f"%(asctime)s %(levelname)s worker-{argv[0]} %(name)s: %(message)s")
     for noisy in ("urllib3", "httpx", "alembic", "mlflow.store", "trajectory.training.train"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # one line per trial is enough

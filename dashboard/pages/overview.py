@@ -1,0 +1,183 @@
+"""Overview: variants, live ADE/FDE per variant over time, the A/B verdict, drift, decisions."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+from dash import dcc, html
+from plotly.subplots import make_subplots
+
+from dashboard import logdata
+from dashboard.decisions import DecisionRecord, airflow_link, mlflow_link
+from dashboard.settings import DashboardSettings
+from dashboard.store import Store
+
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+def variants_table(settings: DashboardSettings, rows: pd.DataFrame,
+                   errors: pd.DataFrame) -> pd.DataFrame:
+    """Per configured (or logged) variant: model, version, alias, A/B weight, live scores."""
+    names = list(dict.fromkeys([*settings.variants, *rows.get("variant", pd.Series()).unique()]))
+    out = []
+    for name in names:
+        uri = settings.variants.get(name, "")
+        logged = rows[rows["variant"] == name]
+        latest = logged.iloc[-1] if len(logged) else None
+        scored = errors[errors["variant"] == name]
+        alias = uri.rsplit("@", 1)[1] if "@" in uri else "-"
+        out.append({
+            "variant": name,
+            "model": str(latest["model_name"]) if latest is not None else uri or "-",
+            "version": str(latest["model_version"]) if latest is not None else "-",
+            "alias": alias,
+            "weight": settings.ab_weights.get(name, 1.0 if len(settings.variants) == 1 and
+                                              name in settings.variants else 0.0),
+            "forecasts": len(logged),
+            "scored": len(scored),
+            "ade": float(scored["ade"].mean()) if len(scored) else None,
+            "fde": float(scored["fde"].mean()) if len(scored) else None,
+        })
+    return pd.DataFrame(out)
+
+
+def error_figure(errors: pd.DataFrame) -> go.Figure:
+    """ADE (top) and FDE (bottom) per variant over time, each with its 95% band."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=("live ADE (m)", "live FDE (m)"))
+    for row, metric in ((1, "ade"), (2, "fde")):
+        table = logdata.error_over_time(errors, metric)
+        for i, (variant, part) in enumerate(table.groupby("variant", sort=True)):
+            colour = COLOURS[i % len(COLOURS)]
+            fig.add_trace(go.Scatter(x=part["time"], y=part["high"], mode="lines",
+                                     line={"width": 0}, showlegend=False, hoverinfo="skip",
+                                     legendgroup=variant), row=row, col=1)
+            fig.add_trace(go.Scatter(x=part["time"], y=part["low"], mode="lines",
+                                     line={"width": 0}, fill="tonexty", showlegend=False,
+                                     fillcolor=_rgba(colour, 0.2), hoverinfo="skip",
+                                     legendgroup=variant), row=row, col=1)
+            fig.add_trace(go.Scatter(
+                x=part["time"], y=part["mean"], mode="lines+markers", name=f"{variant}",
+                meta=f"{metric}:{variant}", line={"color": colour}, legendgroup=variant,
+                showlegend=row == 1, customdata=part["windows"],
+                hovertemplate=f"{variant} {metric.upper()} %{{y:.3f}} m<br>%{{customdata}} "
+                              "windows<extra></extra>"), row=row, col=1)
+    fig.update_layout(height=460, margin={"l": 50, "r": 20, "t": 40, "b": 30},
+                      legend={"orientation": "h", "y": 1.12})
+    return fig
+
+
+def drift_figure(decisions: list[DecisionRecord]) -> go.Figure:
+    points = sorted((d.decided_at, d.drift_share) for d in decisions if d.drift_share is not None)
+    fig = go.Figure(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+                               mode="lines+markers", name="drifted share", meta="drift"))
+    fig.update_layout(height=260, margin={"l": 50, "r": 20, "t": 30, "b": 30},
+                      title="share of drifted features per evaluation",
+                      yaxis={"range": [0, 1], "tickformat": ".0%"})
+    return fig
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _num(value: Any, fmt: str = ".3f") -> str:
+    return format(value, fmt) if isinstance(value, int | float) and not math.isnan(value) else "-"
+
+
+def ab_verdict(decisions: list[DecisionRecord]) -> html.Div:
+    """The newest decision's A/B comparison and sample-ratio check, as recorded."""
+    latest = next((d for d in decisions if d.ab or d.sample_ratio), None)
+    if latest is None:
+        return html.Div("No A/B comparison recorded yet.", id="ab-verdict")
+    ab, srm = latest.ab or {}, latest.sample_ratio or {}
+    items = [html.Li(f"evaluation {latest.decided_at}")]
+    if ab:
+        significant = ab.get("significant")
+        verdict = ("no significant difference" if not significant else
+                   f"{ab.get('b')} better" if (ab.get("diff") or 0) < 0 else f"{ab.get('b')} worse")
+        items += [
+            html.Li([html.B("verdict: "), html.Span(verdict, id="ab-verdict-text")]),
+            html.Li(
+                f"{ab.get('metric', 'ade')}: {ab.get('a')} {_num(ab.get('mean_a'))} m vs "
+                f"{ab.get('b')} {_num(ab.get('mean_b'))} m over {ab.get('n_a', '?')}+"
+                f"{ab.get('n_b', '?')} routing keys"
+            ),
+            html.Li(["effect (b - a): ", html.Span(_num(ab.get("diff"), "+.3f"), id="ab-diff"),
+                     (f" m, {1 - float(ab.get('alpha', 0.05)):.0%} CI "
+                      f"[{_num(ab.get('ci_low'), '+.3f')}, {_num(ab.get('ci_high'), '+.3f')}], "
+                      f"Cohen's d {_num(ab.get('cohens_d'), '.2f')}")]),
+            html.Li(
+                f"Welch p {_num(ab.get('welch_p'), '.3g')}, Mann-Whitney p "
+                f"{_num(ab.get('mannwhitney_p'), '.3g')}"
+            ),
+        ]
+    if srm:
+        state = "MISMATCH: do not act on the A/B result" if srm.get("mismatch") else "ok"
+        detail = (f" (keys {srm.get('counts')}, expected {_rounded(srm.get('expected'))}, "
+                  f"p {_num(srm.get('p_value'), '.3g')})")
+        items.append(html.Li([html.B("sample ratio: "), html.Span(state, id="srm-state"),
+                              detail]))
+    return html.Div([html.Ul(items)], id="ab-verdict")
+
+
+def _rounded(values: Any) -> Any:
+    return {k: round(v, 1) for k, v in values.items()} if isinstance(values, dict) else values
+
+
+def decisions_table(decisions: list[DecisionRecord], settings: DashboardSettings) -> html.Table:
+    head = html.Tr([html.Th(h) for h in ("decided", "what", "why", "evidence")])
+    body = []
+    for d in decisions[:10]:
+        links: list[Any] = []
+        if d.has_report:
+            links.append(html.A("Evidently report", href=f"/reports/{d.folder}/drift.html",
+                                target="_blank"))
+        for label, url in (("MLflow run", mlflow_link(settings.mlflow_ui_url, d.run_id,
+                                                      d.experiment_id)),
+                           ("Airflow DAG run", airflow_link(settings.airflow_ui_url,
+                                                            d.dag_run_id))):
+            if url:
+                links += [" · " if links else "", html.A(label, href=url, target="_blank")]
+        body.append(html.Tr([
+            html.Td(d.decided_at),
+            html.Td(", ".join(d.kinds) or "nothing"),
+            html.Td(html.Ul([html.Li(r) for r in d.reasons[:4]])),
+            html.Td(links or "-"),
+        ]))
+    return html.Table([html.Thead(head), html.Tbody(body)], id="decisions", className="grid")
+
+
+def layout(store: Store) -> html.Div:
+    view, decisions, settings = store.view(), store.decisions(), store.settings
+    table = variants_table(settings, view.rows, view.errors)
+    header = html.Tr([html.Th(h) for h in ("variant", "model", "version", "alias", "A/B weight",
+                                           "forecasts", "scored", "live ADE (m)",
+                                           "live FDE (m)")])
+    body = [html.Tr([
+        html.Td(r["variant"]), html.Td(r["model"]), html.Td(r["version"]), html.Td(r["alias"]),
+        html.Td(f"{r['weight']:.0%}"), html.Td(r["forecasts"]), html.Td(r["scored"]),
+        html.Td(_num(r["ade"]), id=f"ade-{r['variant']}"),
+        html.Td(_num(r["fde"]), id=f"fde-{r['variant']}"),
+    ]) for r in table.to_dict("records")]
+    span = (f"log {view.span[0]:%Y-%m-%d %H:%M} .. {view.span[1]:%Y-%m-%d %H:%M} UTC; "
+            f"{len(view.rows)} forecasts read, {len(view.errors)} scored (their whole future "
+            "was observed by later requests)") if view.span else view.note
+    return html.Div([
+        html.H2("Overview"),
+        html.P(span, id="overview-span"),
+        html.Table([html.Thead(header), html.Tbody(body)], id="variants", className="grid"),
+        dcc.Graph(id="live-error", figure=error_figure(view.errors),
+                  config={"displaylogo": False}),
+        html.Div([
+            html.Div([html.H3("A/B verdict"), ab_verdict(decisions)], className="half"),
+            html.Div([dcc.Graph(id="drift-share", figure=drift_figure(decisions),
+                                config={"displaylogo": False})], className="half"),
+        ], className="row"),
+        html.H3("Last decisions"),
+        decisions_table(decisions, settings),
+    ])

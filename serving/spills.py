@@ -1,0 +1,97 @@
+"""Spill files: prediction-log rows written to disk when the database is down at shutdown,
+and their replay (at start-up and by `trajectory replay-log`), exactly once.
+
+A spill is `predictions-spill-<ns>.jsonl` in the work dir, written to a temp name and renamed.
+Replay inserts a file's rows and records its name and SHA-256 in `spill_imports` in one
+transaction, then deletes the file; a file already recorded is only deleted. Rows the database
+refuses are quarantined as the live writer does (`serving.quarantine`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from serving.db import pseudonymise_v1_row, spill_imports
+from serving.quarantine import AlreadyImported, Row, row_json, write_rows
+from trajectory.privacy.pseudonym import Pseudonymiser
+
+log = logging.getLogger(__name__)
+
+SPILL_GLOB = "predictions-spill-*.jsonl"
+
+
+@dataclass
+class ReplayReport:
+    files: int = 0  # replayed now
+    rows: int = 0  # inserted into `predictions`
+    quarantined: int = 0
+    skipped: int = 0  # already imported before: only deleted
+
+
+def write_spill(spill_dir: Path, rows: Iterable[Row]) -> tuple[Path, int]:
+    """Rows -> a new spill file (atomic: temp name, then rename); -> (path, rows)."""
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    path = spill_dir / f"predictions-spill-{time.time_ns()}.jsonl"
+    tmp = path.with_suffix(".tmp")
+    n = 0
+    with tmp.open("w") as f:
+        for row in rows:
+            f.write(row_json(row) + "\n")
+            n += 1
+    tmp.replace(path)
+    return path, n
+
+
+def replay_spills(
+    engine: Engine, spill_dir: Path, pseudonyms: Pseudonymiser | None = None
+) -> ReplayReport:
+    """Import every spill file in `spill_dir`, oldest first (DatabaseUnavailable propagates:
+    the files stay for the next try). `pseudonyms` converts rows spilled by a v1 service."""
+    report = ReplayReport()
+    for path in sorted(spill_dir.glob(SPILL_GLOB)) if spill_dir.is_dir() else []:
+        data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        with engine.connect() as conn:
+            known = conn.execute(
+                select(spill_imports.c.sha256).where(spill_imports.c.name == path.name)
+            ).scalar()
+        if known is not None and known != digest:
+            log.error("%s was imported before with other contents; left in place", path)
+            continue
+        rows = [] if known else [_decode(line, pseudonyms) for line in data.splitlines() if line]
+        marker = {"name": path.name, "sha256": digest, "rows": len(rows),
+                  "imported_at": datetime.now(UTC)}
+        try:
+            if known is not None:
+                raise AlreadyImported(path.name)
+            outcome = write_rows(engine, rows, spill_dir, marker)
+        except AlreadyImported:
+            log.warning("%s was already imported; deleting it", path)
+            report.skipped += 1
+        else:
+            report.files += 1
+            report.rows += outcome.written
+            report.quarantined += outcome.quarantined
+            log.info("replayed %s: %d rows written, %d quarantined", path.name,
+                     outcome.written, outcome.quarantined)
+        path.unlink()
+    return report
+
+
+def _decode(line: bytes, pseudonyms: Pseudonymiser | None) -> Row:
+    row: dict[str, Any] = json.loads(line)
+    if isinstance(row.get("created_at"), str):
+        row["created_at"] = datetime.fromisoformat(row["created_at"])
+    if "agent_id" in row and pseudonyms is not None:  # spilled by a v1 service: raw ids
+        row = pseudonymise_v1_row(row, pseudonyms)
+    return row

@@ -1,0 +1,1 @@
+"""Privacy by design: pseudonymised identifiers, retention and erasure (docs/privacy.md)."""
