@@ -6,6 +6,14 @@ without drift numbers has no drift point, one without actions lists none, an unr
 is skipped with a warning. Links: the Evidently report is served by the dashboard itself; the
 MLflow run and the Airflow DAG run are linked when the record names them (or MLflow finds the
 evaluation run by its window), else to the run lists.
+
+Formats seen: the current job records the A/B and rollback tests as always-valid sequential
+tests (`numbers.ab` / `numbers.versions`: `estimate` {design, diff, ...}, `low`, `high`,
+`margin`, `planned_keys`, `b_better`, `b_worse`), the key ratio and the join balance
+(`sample_ratio`, `join_balance`), the experiment and the calibrated drift verdict
+(`numbers.drift`: per-feature `scores`, `thresholds`, `drifted`, `flagged`; Evidently's share is
+in `numbers.drift_report`). Older records hold a Welch / Mann-Whitney comparison in `ab` and a
+drift `share` in `numbers.drift` or at the top level.
 """
 
 from __future__ import annotations
@@ -36,9 +44,14 @@ class DecisionRecord:
     retrain: bool | None
     reasons: list[str]
     actions: list[dict[str, Any]]
-    drift_share: float | None
+    drift_share: float | None  # share of features over their drift threshold
+    drift_flagged: bool | None  # the drift rule fired on this evaluation alone
     ab: dict[str, Any] | None
     sample_ratio: dict[str, Any] | None
+    join_balance: dict[str, Any] | None
+    experiment: dict[str, Any] | None
+    versions: dict[str, Any] | None  # the rollback test (champion version vs the previous one)
+    policy: dict[str, Any]
     window_end: str | None
     run_id: str | None
     experiment_id: str | None
@@ -66,11 +79,26 @@ def _first(record: dict[str, Any], *keys: str) -> Any:
     return None
 
 
+def _drift(record: dict[str, Any], numbers: dict[str, Any]) -> tuple[float | None, bool | None]:
+    """Share of drifted features and the rule's flag: from the calibrated verdict (`drifted`
+    per feature, `flagged`), else an older record's `share`, else Evidently's report share."""
+    drift = _dict(numbers.get("drift")) or _dict(record.get("drift")) or {}
+    drifted = _dict(drift.get("drifted"))
+    flagged = drift.get("flagged")
+    flag = bool(flagged) if isinstance(flagged, bool) else None
+    if drifted:
+        return sum(1 for v in drifted.values() if v) / len(drifted), flag
+    report = _dict(numbers.get("drift_report")) or {}
+    for share in (drift.get("share"), record.get("drift_share"), report.get("share")):
+        if isinstance(share, int | float) and not isinstance(share, bool):
+            return float(share), flag
+    return None, flag
+
+
 def parse_record(folder: str, record: dict[str, Any], has_report: bool) -> DecisionRecord:
     """A decision dict (any version of the format) as a DecisionRecord."""
     numbers = _dict(record.get("numbers")) or {}
-    drift = _dict(numbers.get("drift")) or _dict(record.get("drift")) or {}
-    share = drift.get("share", record.get("drift_share"))
+    share, flagged = _drift(record, numbers)
     actions = [a if isinstance(a, dict) else {"kind": str(a)}
                for a in record.get("actions") or [] if a is not None]
     reasons = record.get("reasons") or []
@@ -82,9 +110,14 @@ def parse_record(folder: str, record: dict[str, Any], has_report: bool) -> Decis
         retrain=bool(retrain) if retrain is not None else None,
         reasons=[str(r) for r in (reasons if isinstance(reasons, list) else [reasons])],
         actions=actions,
-        drift_share=float(share) if isinstance(share, int | float) else None,
+        drift_share=share,
+        drift_flagged=flagged,
         ab=_dict(numbers.get("ab")) or _dict(record.get("ab")),
         sample_ratio=_dict(numbers.get("sample_ratio")) or _dict(record.get("sample_ratio")),
+        join_balance=_dict(numbers.get("join_balance")),
+        experiment=_dict(numbers.get("experiment")),
+        versions=_dict(numbers.get("versions")),
+        policy=_dict(record.get("policy")) or {},
         window_end=window.get("end"),
         run_id=_first(record, "run_id", "mlflow_run_id"),
         experiment_id=_first(record, "experiment_id", "mlflow_experiment_id"),

@@ -71,11 +71,17 @@ def error_figure(errors: pd.DataFrame) -> go.Figure:
 
 
 def drift_figure(decisions: list[DecisionRecord]) -> go.Figure:
-    points = sorted((d.decided_at, d.drift_share) for d in decisions if d.drift_share is not None)
-    fig = go.Figure(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
-                               mode="lines+markers", name="drifted share", meta="drift"))
+    """Share of features over their calibrated threshold per evaluation; red where the drift
+    rule fired on that evaluation (retraining also needs it in consecutive evaluations)."""
+    points = sorted((d.decided_at, d.drift_share, bool(d.drift_flagged)) for d in decisions
+                    if d.drift_share is not None)
+    fig = go.Figure(go.Scatter(
+        x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+        name="drifted share", meta="drift", customdata=["flagged" if p[2] else "" for p in points],
+        marker={"color": ["#d62728" if p[2] else "#1f77b4" for p in points], "size": 9},
+        hovertemplate="%{y:.0%} of features drifted %{customdata}<extra></extra>"))
     fig.update_layout(height=260, margin={"l": 50, "r": 20, "t": 30, "b": 30},
-                      title="share of drifted features per evaluation",
+                      title="drifted feature share (red: rule fired)",
                       yaxis={"range": [0, 1], "tickformat": ".0%"})
     return fig
 
@@ -89,40 +95,131 @@ def _num(value: Any, fmt: str = ".3f") -> str:
     return format(value, fmt) if isinstance(value, int | float) and not math.isnan(value) else "-"
 
 
+DESIGNS = {
+    "paired": "paired: shadow scores of both variants on the same requests",
+    "cuped": "split by routing key, CUPED-adjusted by each key's pre-experiment error",
+    "unpaired": "split by routing key (no pre-experiment errors to adjust by)",
+}
+
+
 def ab_verdict(decisions: list[DecisionRecord]) -> html.Div:
-    """The newest decision's A/B comparison and sample-ratio check, as recorded."""
-    latest = next((d for d in decisions if d.ab or d.sample_ratio), None)
+    """The newest decision's A/B test and balance checks, as recorded (either format)."""
+    latest = next((d for d in decisions if d.ab or d.sample_ratio or d.join_balance), None)
     if latest is None:
         return html.Div("No A/B comparison recorded yet.", id="ab-verdict")
-    ab, srm = latest.ab or {}, latest.sample_ratio or {}
-    items = [html.Li(f"evaluation {latest.decided_at}")]
-    if ab:
-        significant = ab.get("significant")
-        verdict = ("no significant difference" if not significant else
-                   f"{ab.get('b')} better" if (ab.get("diff") or 0) < 0 else f"{ab.get('b')} worse")
-        items += [
-            html.Li([html.B("verdict: "), html.Span(verdict, id="ab-verdict-text")]),
-            html.Li(
-                f"{ab.get('metric', 'ade')}: {ab.get('a')} {_num(ab.get('mean_a'))} m vs "
-                f"{ab.get('b')} {_num(ab.get('mean_b'))} m over {ab.get('n_a', '?')}+"
-                f"{ab.get('n_b', '?')} routing keys"
-            ),
-            html.Li(["effect (b - a): ", html.Span(_num(ab.get("diff"), "+.3f"), id="ab-diff"),
-                     (f" m, {1 - float(ab.get('alpha', 0.05)):.0%} CI "
-                      f"[{_num(ab.get('ci_low'), '+.3f')}, {_num(ab.get('ci_high'), '+.3f')}], "
-                      f"Cohen's d {_num(ab.get('cohens_d'), '.2f')}")]),
-            html.Li(
-                f"Welch p {_num(ab.get('welch_p'), '.3g')}, Mann-Whitney p "
-                f"{_num(ab.get('mannwhitney_p'), '.3g')}"
-            ),
-        ]
-    if srm:
-        state = "MISMATCH: do not act on the A/B result" if srm.get("mismatch") else "ok"
-        detail = (f" (keys {srm.get('counts')}, expected {_rounded(srm.get('expected'))}, "
-                  f"p {_num(srm.get('p_value'), '.3g')})")
-        items.append(html.Li([html.B("sample ratio: "), html.Span(state, id="srm-state"),
-                              detail]))
+    ab = latest.ab or {}
+    items: list[Any] = [html.Li(f"evaluation {latest.decided_at}")]
+    if latest.experiment:
+        items.append(_experiment_item(latest.experiment))
+    if isinstance(ab.get("estimate"), dict):
+        items += _sequential_items(ab, latest.policy)
+    elif ab:
+        items += _legacy_items(ab)
+    if isinstance((latest.versions or {}).get("estimate"), dict):
+        items.append(html.Li([html.B("rollback test (champion version vs the previous): "),
+                              html.Span(_sequential_state(latest.versions or {}, "champion version"),
+                                        id="rollback-state")]))
+    for label, check, element_id, what in (
+            ("sample ratio", latest.sample_ratio, "srm-state", "keys"),
+            ("join balance", latest.join_balance, "join-state", "scored/logged")):
+        if check:
+            items.append(_balance_item(label, check, element_id, what))
     return html.Div([html.Ul(items)], id="ab-verdict")
+
+
+def _experiment_item(experiment: dict[str, Any]) -> html.Li:
+    versions = experiment.get("versions") or {}
+    weights = experiment.get("weights") or {}
+    detail = ", ".join(f"{v} v{versions.get(v, '?')} {_num(w, '.0%')}"
+                       for v, w in weights.items()) if isinstance(weights, dict) else ""
+    recorded = "" if experiment.get("recorded", True) else " (not recorded: no promotion)"
+    return html.Li([html.B("experiment: "),
+                    html.Span(str(experiment.get("id", "?"))[:12], id="ab-experiment"),
+                    f" since {_time(experiment.get('started_at'))}{recorded}",
+                    f"; {detail}" if detail else ""])
+
+
+def _time(value: Any) -> str:
+    """A recorded time (ISO or str(datetime)) to the minute, in UTC."""
+    try:
+        ts = pd.Timestamp(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if pd.isna(ts):
+        return "?"
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return f"{ts:%Y-%m-%d %H:%M} UTC"
+
+
+def _sequential_state(test: dict[str, Any], b: str) -> str:
+    """b better / b worse / not yet decided, as the test at this look allows."""
+    keys, planned = test["estimate"].get("keys"), test.get("planned_keys")
+    if test.get("b_better"):
+        return f"{b} better"
+    if test.get("b_worse"):
+        return f"{b} worse"
+    if isinstance(keys, int) and isinstance(planned, int) and keys < planned:
+        return f"not yet decided (no decision before {planned} keys)"
+    return "not yet decided"
+
+
+def _sequential_items(ab: dict[str, Any], policy: dict[str, Any]) -> list[html.Li]:
+    """The always-valid test: design, b - a with its interval, margin, keys vs planned."""
+    est = ab["estimate"]
+    a = str(policy.get("champion_variant", "champion"))
+    b = str(policy.get("challenger_variant", "challenger"))
+    metric = str(policy.get("ab_metric", "ade")).upper()
+    found = ab.get("alpha")
+    alpha = float(found) if isinstance(found, int | float) else 0.05
+    design = str(est.get("design", "?"))
+    keys, planned = est.get("keys"), ab.get("planned_keys")
+    short = isinstance(keys, int) and isinstance(planned, int) and keys < planned
+    return [
+        html.Li([html.B("verdict: "), html.Span(_sequential_state(ab, b),
+                                                id="ab-verdict-text")]),
+        html.Li([html.B("design: "), html.Span(DESIGNS.get(design, design), id="ab-design")]),
+        html.Li([f"effect {b} - {a} on {metric}: ",
+                 html.Span(_num(est.get("diff"), "+.3f"), id="ab-diff"),
+                 (f" m ({a} {_num(est.get('mean_a'))} m), always-valid {1 - alpha:.0%} "
+                  "interval "),
+                 html.Span(f"[{_num(ab.get('low'), '+.3f')}, {_num(ab.get('high'), '+.3f')}]",
+                           id="ab-interval")]),
+        html.Li(["minimum worthwhile improvement: ",
+                 html.Span(_num(ab.get("margin")), id="ab-margin"),
+                 (f" m ({b} better only when the interval lies below -margin; worse when it lies "
+                  "above 0)")]),
+        html.Li(["routing keys: ",
+                 html.Span(f"{keys if keys is not None else '?'} of "
+                           f"{planned if planned is not None else '?'} planned", id="ab-keys"),
+                 f" ({est.get('windows', '?')} windows)",
+                 "; the planned keys guard against deciding on an early fluke" if short else ""]),
+    ]
+
+
+def _legacy_items(ab: dict[str, Any]) -> list[html.Li]:
+    """An older record's fixed-horizon comparison (Welch and Mann-Whitney at every look)."""
+    significant = ab.get("significant")
+    verdict = ("no significant difference" if not significant else
+               f"{ab.get('b')} better" if (ab.get("diff") or 0) < 0 else f"{ab.get('b')} worse")
+    return [
+        html.Li([html.B("verdict: "), html.Span(verdict, id="ab-verdict-text"),
+                 " (older record: fixed-horizon tests)"]),
+        html.Li(f"{ab.get('metric', 'ade')}: {ab.get('a')} {_num(ab.get('mean_a'))} m vs "
+                f"{ab.get('b')} {_num(ab.get('mean_b'))} m over {ab.get('n_a', '?')}+"
+                f"{ab.get('n_b', '?')} routing keys"),
+        html.Li(["effect (b - a): ", html.Span(_num(ab.get("diff"), "+.3f"), id="ab-diff"),
+                 (f" m, {1 - float(ab.get('alpha', 0.05)):.0%} CI "
+                  f"[{_num(ab.get('ci_low'), '+.3f')}, {_num(ab.get('ci_high'), '+.3f')}], "
+                  f"Welch p {_num(ab.get('welch_p'), '.3g')}, Mann-Whitney p "
+                  f"{_num(ab.get('mannwhitney_p'), '.3g')}")]),
+    ]
+
+
+def _balance_item(label: str, check: dict[str, Any], element_id: str, what: str) -> html.Li:
+    state = "MISMATCH: do not act on the A/B result" if check.get("mismatch") else "ok"
+    detail = (f" ({what} {check.get('counts')}, expected {_rounded(check.get('expected'))}, "
+              f"p {_num(check.get('p_value'), '.3g')})")
+    return html.Li([html.B(f"{label}: "), html.Span(state, id=element_id), detail])
 
 
 def _rounded(values: Any) -> Any:

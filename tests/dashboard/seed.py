@@ -5,7 +5,9 @@ constant velocity shifted 0.3 m in x) and every scene is replayed as a client wo
 frame, every agent with `obs_len` points so far is sent. The expected live ADE per variant is
 computed here from the raw tracks, independently of the dashboard's join through later rows.
 Rows are then spread over 36 hours (`created_at` rewritten), as a day and a half of traffic
-would, and evaluation folders with decision records are written beside the log.
+would, and evaluation folders with decision records are written beside the log: the newest
+by the evaluation job's own functions on that log (`evaluate`), older ones hand-written in the
+formats earlier jobs wrote.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from serving.main import create_app
 from serving.registry import ServedModel
 from trajectory.data.io import read_tracks
 from trajectory.data.simulate import simulate_crowd
-from trajectory.data.windows import WindowSpec
+from trajectory.data.windows import WindowSpec, make_windows
 from trajectory.models.base import Prediction
 from trajectory.models.constant_velocity import ConstantVelocity
 
@@ -42,6 +44,8 @@ SPEC = WindowSpec(obs_len=8, pred_len=12, neighbour_radius=5.0, max_neighbours=8
 SHIFT = {"1": 0.0, "2": 0.3}  # version -> metres added to x
 START = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 SPAN = timedelta(hours=36)
+EVALUATED = START + SPAN + timedelta(hours=1)  # the hourly evaluation after the traffic
+WEIGHTS = {"champion": 0.5, "challenger": 0.5}
 
 
 class Shifted(ConstantVelocity):
@@ -85,7 +89,9 @@ class Seeded:
     serving_url: str
     expected_ade: dict[str, float]  # variant -> mean ADE of forecasts with a complete future
     expected_windows: dict[str, int]
+    expected_keys: int  # routing keys with a scored forecast (both variants)
     scenes: int
+    decision: dict[str, object]  # the record `evaluate` wrote
     stop: list[object] = field(default_factory=list)
 
 
@@ -94,7 +100,7 @@ def serving_settings(work_dir: Path) -> ServingSettings:
         work_dir=work_dir,
         variants={"champion": "models:/demo-forecaster@champion",
                   "challenger": "models:/demo-forecaster@challenger"},
-        ab_weights={"champion": 0.5, "challenger": 0.5},
+        ab_weights=WEIGHTS,
         api_keys={hash_api_key(ADMIN_KEY): "admin", hash_api_key(PREDICT_KEY): "predict"},
         model_poll_s=3600, log_flush_s=0.05, pseudonym_key=PSEUDONYM_KEY,
     )  # type: ignore[call-arg]
@@ -124,6 +130,7 @@ def seed(root: Path, scenes: int = 2, agents: int = 8, frames: int = 120) -> See
                            n_frames=frames, seed=3)
     url, server, thread = start_serving(work_dir)
     errors: dict[str, list[float]] = {"champion": [], "challenger": []}
+    scored_keys: set[str] = set()
     sent = 0
     with httpx.Client(base_url=url, headers={"X-API-Key": PREDICT_KEY}, timeout=30) as client:
         for path in paths:
@@ -152,6 +159,7 @@ def seed(root: Path, scenes: int = 2, agents: int = 8, frames: int = 120) -> See
                         truth = track.loc[future].to_numpy()
                         err = np.linalg.norm(np.asarray(pred["points"]) - truth, axis=-1)
                         errors[out["variant"]].append(float(err.mean()))
+                        scored_keys.add(body["routing_key"])
     database_url = f"sqlite:///{(work_dir / 'serving.db').resolve()}"
     engine = create_engine(database_url)
     for _ in range(200):  # the log writer flushes every 50 ms
@@ -162,9 +170,12 @@ def seed(root: Path, scenes: int = 2, agents: int = 8, frames: int = 120) -> See
     _spread(engine)
     engine.dispose()
     write_decisions(work_dir)
+    train = simulate_crowd(root / "train", n_scenes=scenes, agents_per_scene=agents,
+                           n_frames=frames, seed=4)
+    record = json.loads(evaluate(work_dir, database_url, paths, train).read_text())
     seeded = Seeded(work_dir, database_url, url,
                     {v: float(np.mean(e)) for v, e in errors.items()},
-                    {v: len(e) for v, e in errors.items()}, scenes)
+                    {v: len(e) for v, e in errors.items()}, len(scored_keys), scenes, record)
     seeded.stop = [server, thread]
     return seeded
 
@@ -180,9 +191,46 @@ def _spread(engine: object) -> None:
                          {"t": at.replace(tzinfo=None), "r": request_id})
 
 
+def _tracks(paths: list[Path]) -> pd.DataFrame:
+    return pd.concat([read_tracks(p, p.parent.name).tracks for p in paths], ignore_index=True)
+
+
+def evaluate(work_dir: Path, database_url: str, raw: list[Path], train: list[Path]) -> Path:
+    """One evaluation of the seeded log by the job's own functions, as `run_evaluation` chains
+    them but without an ETL output, a registry or Evidently: ground truth from the raw tracks
+    the requests were cut from, drift against a second simulated crowd as the training split,
+    the experiment the logged versions open, the A/B test, both balance checks, `decide`."""
+    from trajectory.monitoring import evidence
+    from trajectory.monitoring.decision import decide, write_decision
+    from trajectory.monitoring.experiment import current_experiment
+    from trajectory.monitoring.live import live_errors, read_prediction_log, served_features
+    from trajectory.monitoring.settings import MonitoringSettings
+
+    monitor = MonitoringSettings(_env_file=None, pseudonym_key=PSEUDONYM_KEY,  # type: ignore[call-arg]
+                                 ab_weights=WEIGHTS, drift_calibration_samples=50)
+    engine = create_engine(database_url)
+    try:
+        rows = read_prediction_log(engine, START - timedelta(hours=1), EVALUATED)
+        experiment = current_experiment(engine, rows, WEIGHTS, EVALUATED)
+    finally:
+        engine.dispose()
+    errors = live_errors(rows, _tracks(raw), monitor.pseudonymiser(work_dir))
+    reference, scenes = evidence.training_features(make_windows(_tracks(train), SPEC), SPEC.dt)
+    verdict = evidence.drift_verdict(reference, scenes, served_features(rows, SPEC), monitor)
+    checks = evidence.balance(rows, errors, experiment, monitor)
+    decision = decide(monitor, drift=verdict, srm=checks["srm"], joins=checks["joins"],
+                      **evidence.comparisons(errors, errors.iloc[:0], experiment, monitor))
+    decision.decided_at = EVALUATED.isoformat(timespec="seconds")  # the job runs at the end
+    decision.numbers["experiment"] = experiment.to_dict() | {
+        "read_from": experiment.started_at.isoformat()}
+    folder = work_dir / "monitoring" / EVALUATED.strftime(evidence.FOLDER_FORMAT)
+    return write_decision(decision, folder / "decision.json")
+
+
 def write_decisions(work_dir: Path) -> None:
-    """Three evaluations: one with every number (the current format), one with a drift
-    share only, one older minimal record; the newest has an Evidently report."""
+    """Hand-written records of earlier formats: a fixed-horizon (Welch / Mann-Whitney) A/B
+    comparison with a drift share, one with a drift share only, one older minimal record;
+    the first has an Evidently report."""
     ab = {"metric": "ade", "a": "champion", "b": "challenger", "n_a": 8, "n_b": 8,
           "mean_a": 0.41, "mean_b": 0.52, "diff": 0.11, "ci_low": 0.04, "ci_high": 0.18,
           "alpha": 0.05, "welch_t": 3.4, "welch_p": 0.004, "mannwhitney_u": 55.0,
