@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -46,14 +45,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-
-def hardware() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    model = fields.get("Model name", platform.processor()).strip()
-    cpus = fields.get("CPU(s)", str(os.cpu_count())).strip()
-    memory = psutil.virtual_memory().total / 2**30
-    return f"{model}, {cpus} vCPUs, {memory:.0f} GiB RAM, {platform.system()} {platform.release()}"
+from trajectory.hardware import hardware
 
 
 def champion(args: argparse.Namespace, work: Path) -> tuple[Path, str]:

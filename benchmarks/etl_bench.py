@@ -33,6 +33,8 @@ from typing import Any
 
 import psutil
 
+from trajectory.hardware import hardware
+
 REPO = Path(__file__).resolve().parents[1]
 ACTIVE_SHARE = 0.77  # rows per slot and frame in the simulated crowd (measured)
 
@@ -201,15 +203,6 @@ def _children(proc: psutil.Process) -> list[psutil.Process]:
         return proc.children(recursive=True)
     except psutil.Error:
         return []
-
-
-def hardware() -> str:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-    model = fields.get("Model name", platform.processor()).strip()
-    cpus = fields.get("CPU(s)", str(os.cpu_count())).strip()
-    memory = psutil.virtual_memory().total / 2**30
-    return f"{model}, {cpus} vCPUs, {memory:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
 def versions() -> dict[str, str]:

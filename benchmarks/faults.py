@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -39,6 +38,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from trajectory.hardware import hardware
 
 REPO = Path(__file__).resolve().parents[1]
 API_KEY = "faults-drill-key"
@@ -160,7 +161,7 @@ def run_drill(args: argparse.Namespace) -> dict[str, Any]:
             and counts["spill_files_left"] == 0,
     }
     return {
-        "hardware": _hardware(),
+        "hardware": hardware(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration_s": round(time.monotonic() - started, 1),
         "settings": {k: v for k, v in vars(args).items() if k != "out"},
@@ -276,20 +277,6 @@ def _count(db_url: str) -> dict[str, int]:
         out = {name: int(conn.execute(text(sql)).scalar() or 0) for name, sql in queries.items()}
     engine.dispose()
     return out
-
-
-def _hardware() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {mem_kb / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        mem = ""
-    return f"{model}, {os.cpu_count()} CPUs{mem}; {platform.system()} {platform.release()}"
 
 
 if __name__ == "__main__":

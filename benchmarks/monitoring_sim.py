@@ -64,6 +64,7 @@ from serving.routing import Router
 from trajectory.data.features import motion_features
 from trajectory.data.io import read_tracks
 from trajectory.data.windows import WindowSpec, make_windows
+from trajectory.hardware import hardware
 from trajectory.monitoring import ab, drift_rule, live_rule, sequential
 from trajectory.monitoring.settings import MonitoringSettings
 
@@ -286,7 +287,7 @@ def main() -> None:
     train, val, test = (load_pool(args.data, s) for s in ("train", "val", "test"))
     b10 = val.alt * (0.9 * val.cv.mean() / val.alt.mean())  # a real 10% improvement
     out: dict[str, Any] = {
-        "hardware": _hardware(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "hardware": hardware(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": {"fold": FOLD, "train_windows": len(train), "val_windows": len(val),
                  "test_windows": len(test), "cv_ade_val": float(val.cv.mean()),
                  "smoothed_cv_ade_val": float(val.alt.mean())},
@@ -357,21 +358,6 @@ def main() -> None:
     out["seconds"] = round(time.perf_counter() - t0, 1)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({k: v for k, v in out.items() if k not in ("policy", "drift")}, indent=2))
-
-
-def _hardware() -> str:
-    import os
-    import platform
-    import subprocess
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next((x.split(":", 1)[1].strip() for x in lines.splitlines()
-                    if "Model name" in x), cpu)
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores (shared)"
 
 
 if __name__ == "__main__":

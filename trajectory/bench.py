@@ -13,8 +13,6 @@ import json
 import logging
 import multiprocessing
 import os
-import platform
-import subprocess
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from trajectory.data import schema as S
@@ -32,6 +29,7 @@ from trajectory.data.io import read_tracks
 from trajectory.data.windows import Windows, WindowSpec, make_windows
 from trajectory.exceptions import ConfigError, InputFileError
 from trajectory.files import write_json_atomic
+from trajectory.hardware import hardware
 from trajectory.training.evaluate import BEST_OF, score_model
 from trajectory.training.train import TrainConfig, train
 
@@ -63,23 +61,6 @@ def read_split(data_dir: Path, scene: str, split: str) -> pd.DataFrame:
 def scene_windows(data_dir: Path, scene: str, spec: WindowSpec = SPEC) -> dict[str, Windows]:
     """train/val/test windows of one leave-one-out fold."""
     return {split: make_windows(read_split(data_dir, scene, split), spec) for split in SPLITS}
-
-
-def hardware() -> str:
-    """CPU model and core count, and the GPU when one is visible."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        cpu = next(
-            (line.split(":", 1)[1].strip() for line in out.splitlines() if "Model name" in line),
-            cpu,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores"
-    if torch.cuda.is_available():
-        text += f", GPU {torch.cuda.get_device_name(0)}"
-    return text
 
 
 def run_eth_ucy(
