@@ -2,7 +2,8 @@
 # End-to-end smoke test of podman-compose.yml on this host, with the timing of every step:
 #   up -> every healthcheck passes -> trajectory_etl then trajectory_train through the Airflow
 #   REST API v2 -> the model in the MLflow registry -> predictions through the load balancer
-#   -> a batch CSV job -> graceful stop (prediction log flushed) -> down (volumes kept) -> up
+#   -> a batch CSV job (read back through each replica) -> the dashboard, Prometheus targets
+#   and rules, Alertmanager -> graceful stop (prediction log flushed) -> down (volumes kept) -> up
 #   -> the registered model, DAG runs and prediction-log rows are still there.
 #
 #   scripts/build_base_image.sh && scripts/build_images.sh     # once
@@ -17,6 +18,8 @@
 #   KEEP_UP=1       leave the stack running at the end (default: down, volumes kept)
 #   FRESH=1         start from empty volumes (down -v first)
 #   TIMEOUT         seconds allowed for each wait (default 900)
+#   SMOKE_REPORT    where a passing run's timings go (default benchmarks/podman_smoke.txt;
+#                   empty: only .deploy/smoke_report.txt)
 # Needs: podman, curl, jq, python3; podman-compose 1.6 (installed into .deploy-venv if absent).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -79,6 +82,9 @@ LB_PORT=18000
 AIRFLOW_PORT=18080
 MLFLOW_PORT=15000
 DASK_DASHBOARD_PORT=18787
+DASHBOARD_PORT=18050
+PROMETHEUS_PORT=19090
+ALERTMANAGER_PORT=19093
 AIRFLOW_BASE_URL=http://localhost:18080
 MLFLOW_UI_URL=http://localhost:15000
 SERVING_MODEL_POLL_S=5
@@ -95,12 +101,16 @@ AIRFLOW_PASSWORD="$(envget AIRFLOW_ADMIN_PASSWORD)"
 LB="http://localhost:$(envget LB_PORT | grep . || echo 8000)"
 AIRFLOW="http://localhost:$(envget AIRFLOW_PORT | grep . || echo 8080)"
 MLFLOW="http://localhost:$(envget MLFLOW_PORT | grep . || echo 5000)"
+DASH="http://127.0.0.1:$(envget DASHBOARD_PORT | grep . || echo 8050)"
+PROM="http://127.0.0.1:$(envget PROMETHEUS_PORT | grep . || echo 9090)"
+AM="http://127.0.0.1:$(envget ALERTMANAGER_PORT | grep . || echo 9093)"
 MODEL_NAME=trajectory-forecaster
 
 compose() { .deploy-venv/bin/podman-compose --env-file "$ENV_FILE" -f podman-compose.yml "$@"; }
 
 LONG_RUNNING=(postgres redis mlflow airflow-apiserver airflow-scheduler airflow-dag-processor
-              airflow-triggerer dask-scheduler dask-worker serving-1 serving-2 lb)
+              airflow-triggerer dask-scheduler dask-worker serving-1 serving-2 lb dashboard
+              prometheus alertmanager)
 
 # Podman runs healthchecks from systemd timers; with no systemd (containers, CI) nothing runs
 # them, so run each check here until it passes: the same command `podman healthcheck run`
@@ -201,6 +211,17 @@ log_rows() { sql 'select count(*) from predictions'; }
 
 # --- 1. up ------------------------------------------------------------------------------------
 LAST=$SECONDS
+# the pseudonym key is required: without it compose must refuse, not start with an empty key
+nokey="$(mktemp "$STATE/nokey.XXXXXX")"
+grep -v '^PSEUDONYM_KEY=' "$ENV_FILE" >"$nokey"
+if env -u PSEUDONYM_KEY .deploy-venv/bin/podman-compose --env-file "$nokey" -f podman-compose.yml \
+        config >"$STATE/config-nokey.log" 2>&1; then
+    rm -f "$nokey"; fail "podman-compose config ran without PSEUDONYM_KEY"
+fi
+rm -f "$nokey"
+grep -q 'PSEUDONYM_KEY' "$STATE/config-nokey.log" \
+    || fail "config without PSEUDONYM_KEY failed for another reason: $STATE/config-nokey.log"
+mark "compose config refuses a missing PSEUDONYM_KEY"
 if [[ -n "${FRESH:-}" ]]; then
     compose down -v >/dev/null 2>&1 || true
     mark "down -v (FRESH=1)"
@@ -257,6 +278,52 @@ curl -fsS "$LB/v1/batch/$JOB/result" -H "X-API-Key: $API_KEY" -o "$STATE/batch_r
 echo "          batch $JOB: $(( $(wc -l <"$STATE/batch_result.csv") - 1 )) result rows"
 mark "batch CSV job through lb"
 
+# batch jobs live in PostgreSQL and the shared serving-batch volume: both replicas answer
+ROWS="$(( $(wc -l <"$STATE/batch_result.csv") - 1 ))"
+for c in serving-1 serving-2; do
+    got="$(podman exec -e KEY="$API_KEY" -e JOB="$JOB" "$c" python -c '
+import json, os, urllib.request as u
+h, url = {"X-API-Key": os.environ["KEY"]}, "http://127.0.0.1:8000/v1/batch/" + os.environ["JOB"]
+status = json.load(u.urlopen(u.Request(url, headers=h), timeout=10))["status"]
+rows = u.urlopen(u.Request(url + "/result", headers=h), timeout=10).read().decode().splitlines()
+print(status, len(rows) - 1)')" || fail "$c cannot read batch job $JOB"
+    [[ "$got" == "done $ROWS" ]] || fail "$c: batch job $JOB is '$got', lb said 'done $ROWS'"
+done
+mark "batch job read through serving-1 and serving-2"
+
+# --- observability: dashboard, Prometheus, Alertmanager ----------------------------------------
+code="$(curl -sS -o /dev/null -w '%{http_code}' "$DASH/login")"
+[[ "$code" == 200 ]] || fail "dashboard GET /login: $code"
+jar="$STATE/dashboard.cookies"
+rm -f "$jar"
+code="$(curl -sS -o /dev/null -w '%{http_code}' -c "$jar" --data-urlencode "api_key=$API_KEY" "$DASH/login")"
+[[ "$code" == 302 ]] || fail "dashboard POST /login with the admin key: $code"
+code="$(curl -sS -o "$STATE/dashboard.html" -w '%{http_code}' -b "$jar" -H 'Accept: text/html' "$DASH/")"
+[[ "$code" == 200 ]] || fail "dashboard GET / after login: $code"
+# the Overview page itself is drawn by the routing callback (reads the prediction log)
+curl -fsS -b "$jar" -H 'Content-Type: application/json' "$DASH/_dash-update-component" -d '{
+  "output": "..nav.children...page.children..",
+  "outputs": [{"id": "nav", "property": "children"}, {"id": "page", "property": "children"}],
+  "inputs": [{"id": "url", "property": "pathname", "value": "/"}],
+  "changedPropIds": ["url.pathname"], "state": []}' -o "$STATE/overview.json" \
+    || fail "dashboard Overview callback"
+jq -e '[.response.page | .. | strings] | index("Overview")' "$STATE/overview.json" >/dev/null \
+    || fail "dashboard Overview: no Overview page in $STATE/overview.json"
+mark "dashboard: login, Overview"
+
+deadline=$(( SECONDS + 120 ))  # a scrape every 15 s
+until up="$(curl -fsS "$PROM/api/v1/targets" | jq -r '[.data.activeTargets[]
+            | select(.health == "up") | .labels.instance] | sort | join(" ")')" \
+      && [[ "$up" == *dask-scheduler:8787* && "$up" == *serving-1:8000* && "$up" == *serving-2:8000* ]]; do
+    ((SECONDS < deadline)) || fail "Prometheus targets up: '${up:-}' (want serving-1, serving-2, dask-scheduler)"
+    sleep 5
+done
+RULES="$(curl -fsS "$PROM/api/v1/rules" | jq '[.data.groups[].rules[]] | length')"
+((RULES > 0)) || fail "Prometheus loaded no alert rules"
+curl -fsS -o /dev/null "$AM/-/healthy" || fail "Alertmanager /-/healthy"
+echo "          prometheus: up $up; $RULES rules; alertmanager healthy"
+mark "Prometheus targets and rules, Alertmanager"
+
 # --- privacy: the log holds pseudonyms only; erasing one client from Airflow's container -----
 sleep 2  # the log writer flushes every 0.5 s
 RAW="$(sql "select count(*) from predictions where scene_key = 'smoke' or client_key like 'smoke-%'")"
@@ -305,7 +372,17 @@ if [[ -z "${KEEP_UP:-}" ]]; then
     mark "podman-compose down"
 fi
 
+# the timings of a passing run, with the host, to benchmarks/ (SMOKE_REPORT= to skip)
+REPORT="${SMOKE_REPORT-$REPO/benchmarks/podman_smoke.txt}"
+{
+    echo "SMOKE PASSED $(date -u +%FT%TZ) on $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB"
+    echo "host: $(. /etc/os-release && echo "$PRETTY_NAME"), $(podman --version)," \
+        "$(podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupsVersion}}')," \
+        "$(.deploy-venv/bin/podman-compose --version 2>/dev/null | grep -m1 -i 'podman-compose')"
+    echo "run: SMOKE_MODEL=$MODEL SMOKE_EPOCHS=$EPOCHS FRESH=${FRESH:-} ENV_FILE=${ENV_FILE#"$REPO"/}"
+    printf '%s\n' "${TIMINGS[@]}"
+    printf '%-46s %6d s\n' "total" $(( SECONDS - T0 ))
+} >"$STATE/smoke_report.txt"
 echo
-echo "SMOKE PASSED $(date -u +%FT%TZ) on $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB"
-printf '%s\n' "${TIMINGS[@]}"
-printf '%-46s %6d s\n' "total" $(( SECONDS - T0 ))
+cat "$STATE/smoke_report.txt"
+[[ -z "$REPORT" ]] || cp "$STATE/smoke_report.txt" "$REPORT"

@@ -135,6 +135,28 @@ def containerfile_problems(text: str) -> list[str]:
     return problems
 
 
+def package_copy_problems(containerfile: str, ignorefile: str, packages: list[str]) -> list[str]:
+    """Every package pyproject.toml installs must be in the build context (un-ignored in
+    deploy/containerignore) and copied before `pip install .`: a missing one installs
+    silently and fails only when its command runs (`trajectory dashboard` in compose)."""
+    base = containerfile_targets(containerfile).get("base", "")
+    problems = []
+    for package in packages:
+        if not re.search(rf"(?m)^COPY (--\S+ )*{package} ", base):
+            problems.append(f"{package}: not copied into the base stage")
+        if f"!{package}/**" not in ignorefile.splitlines():
+            problems.append(f"{package}: not in the build context (deploy/containerignore)")
+    return problems
+
+
+def installed_packages() -> list[str]:
+    """The top-level packages of pyproject.toml (`include = ["trajectory*", ...]`)."""
+    import tomllib
+
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    return [pattern.rstrip("*") for pattern in find["find"]["include"]]
+
+
 @pytest.fixture(scope="module")
 def compose_text() -> str:
     return COMPOSE.read_text()
@@ -212,6 +234,13 @@ def test_named_volumes_declared_and_bind_mounts_exist(compose: dict[str, Any]) -
 
 def test_containerfile_contract() -> None:
     assert containerfile_problems(CONTAINERFILE.read_text()) == []
+
+
+def test_every_installed_package_is_copied_into_the_images() -> None:
+    packages = installed_packages()
+    assert "dashboard" in packages
+    ignorefile = (REPO / "deploy" / "containerignore").read_text()
+    assert package_copy_problems(CONTAINERFILE.read_text(), ignorefile, packages) == []
 
 
 def test_images_come_from_known_targets(compose: dict[str, Any]) -> None:
@@ -305,3 +334,8 @@ def test_checks_fail_on_a_broken_containerfile() -> None:
     assert "no target airflow" in problems and "no target worker" in problems
     assert "serving runs as root" in problems
     assert "serving CMD is not exec form uvicorn (PID 1 must get SIGTERM)" in problems
+    assert package_copy_problems(broken, "**\n!serving/**\n", ["serving"]) == [
+        "serving: not copied into the base stage"]
+    assert package_copy_problems("FROM x AS base\nCOPY serving ./serving\n", "**\n",
+                                 ["serving"]) == [
+        "serving: not in the build context (deploy/containerignore)"]
