@@ -26,11 +26,11 @@ from sqlalchemy import exc as sa_exc
 
 from serving.db import predictions, quarantine, spill_imports
 from trajectory.exceptions import TrajectoryError
+from trajectory.privacy.files import QUARANTINE_GLOB
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
-QUARANTINE_FILE_GLOB = "predictions-quarantine-*.jsonl"
 
 # driver messages that blame the values sent, not the connection (psycopg2, sqlite3)
 _BINDING = re.compile(r"can't adapt|Error binding parameter|is not supported|NUL", re.IGNORECASE)
@@ -181,7 +181,7 @@ def _encode(value: object) -> str:
 
 def _quarantine_file(spill_dir: Path, held: list[tuple[Row, str]]) -> None:
     spill_dir.mkdir(parents=True, exist_ok=True)
-    path = spill_dir / f"predictions-quarantine-{time.time_ns()}.jsonl"
+    path = spill_dir / QUARANTINE_GLOB.replace("*", str(time.time_ns()))
     tmp = path.with_suffix(".tmp")
     with tmp.open("w") as f:
         for row, reason in held:

@@ -23,11 +23,11 @@ from sqlalchemy import Engine, select
 
 from serving.db import pseudonymise_v1_row, spill_imports
 from serving.quarantine import AlreadyImported, Row, row_json, write_rows
+from trajectory.privacy.files import SPILL_GLOB
 from trajectory.privacy.pseudonym import Pseudonymiser
 
 log = logging.getLogger(__name__)
 
-SPILL_GLOB = "predictions-spill-*.jsonl"
 
 
 @dataclass
@@ -41,7 +41,7 @@ class ReplayReport:
 def write_spill(spill_dir: Path, rows: Iterable[Row]) -> tuple[Path, int]:
     """Rows -> a new spill file (atomic: temp name, then rename); -> (path, rows)."""
     spill_dir.mkdir(parents=True, exist_ok=True)
-    path = spill_dir / f"predictions-spill-{time.time_ns()}.jsonl"
+    path = spill_dir / SPILL_GLOB.replace("*", str(time.time_ns()))
     tmp = path.with_suffix(".tmp")
     n = 0
     with tmp.open("w") as f:

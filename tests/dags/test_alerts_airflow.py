@@ -7,15 +7,12 @@ policy fails at once (ConfigError) is announced once too; a task that succeeds s
 
 from __future__ import annotations
 
-import json
 import textwrap
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from webhook_receiver import Receiver, serve
 
 pytestmark = [pytest.mark.slow]
 
@@ -53,40 +50,11 @@ alerts_probe()
 '''
 
 
-class Receiver(ThreadingHTTPServer):
-    """A Slack-compatible webhook on 127.0.0.1 that keeps every JSON body it is sent."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                outer.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks/secret-token"
-
-
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("TRAJ_ALERT_WEBHOOK", server.url)
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serve() as server:
+        monkeypatch.setenv("TRAJ_ALERT_WEBHOOK", server.url)
+        yield server
 
 
 def test_a_failing_task_sends_one_message_after_its_retries(

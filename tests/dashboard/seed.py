@@ -24,8 +24,8 @@ from typing import ClassVar
 import httpx
 import numpy as np
 import pandas as pd
-import torch
 import uvicorn
+from serving_testkit import ShiftedCV  # tests/serving, on the path (conftest)
 from sqlalchemy import create_engine, text
 
 from serving.config import ServingSettings, hash_api_key
@@ -34,8 +34,6 @@ from serving.registry import ServedModel
 from trajectory.data.io import read_tracks
 from trajectory.data.simulate import simulate_crowd
 from trajectory.data.windows import WindowSpec, make_windows
-from trajectory.models.base import Prediction
-from trajectory.models.constant_velocity import ConstantVelocity
 
 ADMIN_KEY, PREDICT_KEY = "dashboard-admin-key-for-tests", "dashboard-predict-key-for-tests"
 VIEWER_KEY = "dashboard-viewer-key-for-tests"
@@ -46,18 +44,6 @@ START = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 SPAN = timedelta(hours=36)
 EVALUATED = START + SPAN + timedelta(hours=1)  # the hourly evaluation after the traffic
 WEIGHTS = {"champion": 0.5, "challenger": 0.5}
-
-
-class Shifted(ConstantVelocity):
-    def __init__(self, shift: float, **args: object) -> None:
-        super().__init__(**args)  # type: ignore[arg-type]
-        self.shift = shift
-
-    def forward(self, obs: torch.Tensor, nbr: torch.Tensor, k: int = 1) -> Prediction:
-        out = super().forward(obs, nbr, k)
-        traj = out.traj.clone()
-        traj[..., 0] += self.shift
-        return Prediction(traj=traj, weights=out.weights)
 
 
 class Registry:
@@ -72,7 +58,7 @@ class Registry:
         version = uri.rsplit("/", 1)[-1]
         if version not in SHIFT:
             version = self.versions[uri.rsplit("@", 1)[-1]]
-        model = Shifted(SHIFT[version], obs_len=SPEC.obs_len, pred_len=SPEC.pred_len)
+        model = ShiftedCV(SHIFT[version], obs_len=SPEC.obs_len, pred_len=SPEC.pred_len)
         return ServedModel("demo-forecaster", version, f"run{version}", SPEC, model.eval(), uri)
 
 

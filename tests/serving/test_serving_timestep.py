@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,6 @@ from serving_testkit import PREDICT, SPEC, FakeRegistry, TestClient, make_settin
 from serving.batch import score_csv
 from serving.main import create_app
 from serving.registry import ServedModel
-from serving.windowing import StreamingWindows
-from trajectory.data.resample import resample_tracks
-from trajectory.data.windows import Windows, make_windows
 
 LAST = 10.0  # seconds: every agent's last observation
 
@@ -188,32 +184,6 @@ def test_batch_scoring_resamples_timestamps_as_the_chunks_come(tmp_path: Path) -
         common = ref.index.intersection(whole.index)
         assert len(common) >= len(ref) - 3 * SPEC.pred_len, (step, jitter)
         assert np.abs(whole.loc[common] - ref.loc[common]).to_numpy().max() < 0.05, (step, jitter)
-
-
-def test_streamed_chunks_are_resampled_as_the_etl_resamples_the_whole() -> None:
-    t = np.arange(0.0, 20.0 + 1e-9, 0.1)
-    parts = []
-    for agent in range(3):
-        seen = (t < 6.0) | (t > 8.0) if agent == 2 else np.ones(len(t), bool)  # a 2 s gap
-        xy = position(t[seen], agent)
-        parts.append(pd.DataFrame({"scene": "s", "frame": np.round(t[seen] / 0.1).astype(int),
-                                   "agent_id": agent, "x": xy[:, 0], "y": xy[:, 1]}))
-    rows = pd.concat(parts).sort_values(["frame", "agent_id"], kind="stable")
-    rows = rows.astype({"scene": "string"}).reset_index(drop=True)
-    whole = resample_tracks(rows, frame_seconds=0.1, dt=SPEC.dt, max_gap=SPEC.max_gap)
-    expected = make_windows(whole, SPEC, with_future=False)
-    stream = StreamingWindows(SPEC, frame_seconds=0.1)
-    cuts = np.linspace(0, len(rows), 10).astype(int)  # 9 chunks
-    got = [stream.add(rows.iloc[lo:hi])[0] for lo, hi in itertools.pairwise(cuts)]
-    got.append(stream.flush())
-    streamed = Windows.concat([w for w in got if len(w)])
-    a = np.lexsort((streamed.start_frame, streamed.agent_id))
-    b = np.lexsort((expected.start_frame, expected.agent_id))
-    assert len(streamed) == len(expected) > 0
-    np.testing.assert_array_equal(streamed.start_frame[a], expected.start_frame[b])
-    np.testing.assert_array_equal(streamed.obs[a], expected.obs[b])
-    np.testing.assert_array_equal(streamed.nbr[a], expected.nbr[b])
-    assert (streamed.extra["step"] == 1).all()
 
 
 def framed_csv(path: Path, step: float) -> Path:

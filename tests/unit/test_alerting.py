@@ -4,16 +4,14 @@ one message per evaluation that decides something (drift, degradation, promotion
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from webhook_receiver import SECRET_PATH, Receiver, serve
 
 from trajectory.alerting import (
     AlertSettings,
@@ -27,47 +25,10 @@ from trajectory.monitoring.decision import Action, decide
 from trajectory.monitoring.drift_rule import DriftVerdict
 from trajectory.monitoring.settings import MonitoringSettings
 
-SECRET_PATH = "/services/T000/B000/secret-token"
-
-
-class Receiver(ThreadingHTTPServer):
-    """Keeps every JSON body; answers `status` after `delay_s`."""
-
-    def __init__(self, status: int = 200, delay_s: float = 0.0) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.paths: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                outer.bodies.append(json.loads(self.rfile.read(length)))
-                outer.paths.append(self.path)
-                time.sleep(delay_s)
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}{SECRET_PATH}"
-
-
-def serve(status: int = 200, delay_s: float = 0.0) -> Iterator[Receiver]:
-    server = Receiver(status, delay_s)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
 
 @pytest.fixture
 def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    for server in serve():
+    with serve() as server:
         monkeypatch.setenv("TRAJ_ALERT_WEBHOOK", server.url)
         yield server
 
@@ -94,7 +55,7 @@ def test_unset_webhook_sends_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 def test_a_refusing_webhook_returns_false_and_never_logs_its_url(
     status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    for server in serve(status):
+    with serve(status) as server:
         with caplog.at_level(logging.DEBUG):
             assert send_alert("rollback", "x", settings=settings(server.url)) is False
         assert len(server.bodies) == 1  # tried once, no retry storm
@@ -116,7 +77,7 @@ def test_an_unreachable_or_malformed_webhook_returns_false(
 
 
 def test_a_slow_webhook_times_out() -> None:
-    for server in serve(delay_s=2.0):
+    with serve(delay_s=2.0) as server:
         start = time.perf_counter()
         assert send_alert("x", "y", settings=settings(server.url, timeout_s=0.2)) is False
         assert time.perf_counter() - start < 1.5

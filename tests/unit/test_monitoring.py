@@ -41,14 +41,14 @@ def _errors(means: dict[str, float], keys: int = 30, per_key: int = 5, seed: int
 
 # --- A/B -----------------------------------------------------------------------------------
 
-def test_per_key_counts_each_key_once() -> None:
-    keys = ab.per_key(_errors({"a": 1.0}, keys=4, per_key=7), "ade")
-    assert len(keys) == 4 and (keys["windows"] == 7).all()
+def _per_key(errors: pd.DataFrame, a: str, b: str) -> tuple[np.ndarray, np.ndarray]:
+    means = errors.groupby(["variant", "routing_key_hash"])["ade"].mean()
+    return means[a].to_numpy(), means[b].to_numpy()
 
 
 def test_compare_finds_a_real_difference_with_effect_sizes_and_ci() -> None:
-    result = ab.compare_groups(_errors({"champion": 1.0, "challenger": 0.8}), "ade",
-                               "champion", "challenger")
+    a, b = _per_key(_errors({"champion": 1.0, "challenger": 0.8}), "champion", "challenger")
+    result = ab.compare(a, b, "ade", ("champion", "challenger"))
     assert result.n_a == result.n_b == 30  # keys, not windows
     assert result.b_better and not result.b_worse
     assert result.ci_low < result.diff < result.ci_high < 0
@@ -57,8 +57,9 @@ def test_compare_finds_a_real_difference_with_effect_sizes_and_ci() -> None:
 
 
 def test_compare_does_not_call_noise_significant() -> None:
-    result = ab.compare_groups(_errors({"champion": 1.0, "challenger": 1.0}, seed=3), "ade",
-                               "champion", "challenger")
+    a, b = _per_key(_errors({"champion": 1.0, "challenger": 1.0}, seed=3), "champion",
+                    "challenger")
+    result = ab.compare(a, b, "ade", ("champion", "challenger"))
     assert not result.significant
     assert result.ci_low < 0 < result.ci_high
 

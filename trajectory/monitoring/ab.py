@@ -80,17 +80,11 @@ class SampleRatio:
         return asdict(self) | {"mismatch": self.mismatch}
 
 
-def per_key(errors: pd.DataFrame, metric: str, by: str = VARIANT) -> pd.DataFrame:
-    """Mean of `metric` per (`by`, routing key): one row per key, with its window count."""
-    if metric not in errors:
-        raise DataError(f"no column {metric!r} to compare; have {list(errors.columns)}")
-    grouped = errors.groupby([by, KEY], observed=True)[metric]
-    return grouped.agg(value="mean", windows="size").reset_index()
-
-
 def compare(a: np.ndarray, b: np.ndarray, metric: str, names: tuple[str, str],
             alpha: float = 0.05) -> Comparison:
-    """Welch's t-test and Mann-Whitney U of per-key values b vs a, with effect sizes and CI."""
+    """Welch's t-test and Mann-Whitney U of per-key values b vs a, with effect sizes and CI: a
+    fixed-horizon test, valid at one planned look. The job decides with `sequential`; this is
+    the old rule, kept as the baseline `benchmarks/monitoring_sim.py` measures it against."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or len(b) < 2:
         raise DataError(f"need at least 2 keys per variant, got {len(a)} and {len(b)}")
@@ -119,14 +113,6 @@ def compare(a: np.ndarray, b: np.ndarray, metric: str, names: tuple[str, str],
         cohens_d=diff / pooled if pooled > 0 else 0.0,
         rank_biserial=float(2 * mw.statistic / (len(a) * len(b)) - 1),
     )
-
-
-def compare_groups(errors: pd.DataFrame, metric: str, a: str, b: str, by: str = VARIANT,
-                   alpha: float = 0.05) -> Comparison:
-    """`compare` on the per-key means of two values of column `by` (variants or versions)."""
-    keys = per_key(errors, metric, by)
-    values = {name: keys.loc[keys[by] == name, "value"].to_numpy() for name in (a, b)}
-    return compare(values[a], values[b], metric, (a, b), alpha)
 
 
 def sample_ratio(counts: dict[str, int], weights: dict[str, float],

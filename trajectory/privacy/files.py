@@ -27,7 +27,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-SPILL_GLOBS = ("predictions-spill-*.jsonl", "predictions-quarantine-*.jsonl")
+# the file names the service writes (serving.spills, serving.quarantine) and erasure reads
+SPILL_GLOB = "predictions-spill-*.jsonl"
+QUARANTINE_GLOB = "predictions-quarantine-*.jsonl"
+SPILL_GLOBS = (SPILL_GLOB, QUARANTINE_GLOB)
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex: only such folders are batch jobs
 RESULT_CSV = "result.csv"
 

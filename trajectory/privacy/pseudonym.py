@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from trajectory.exceptions import ConfigError
@@ -36,7 +37,7 @@ class Pseudonymiser:
 
     key: bytes
 
-    @property
+    @cached_property  # read for every logged row: hashed once
     def key_id(self) -> str:
         """A fingerprint of the key (not reversible to it), stored with each row."""
         return hashlib.sha256(b"key-id" + self.key).hexdigest()[:16]
