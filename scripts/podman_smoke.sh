@@ -15,6 +15,8 @@
 #                   host ports than the defaults, synthetic raw data made by the worker image)
 #   SMOKE_API_KEY   the plain API key (read from ENV_FILE when generated)
 #   SMOKE_MODEL     cv or mixture (default mixture), SMOKE_EPOCHS (default 1)
+#   COMPOSE_FILES   compose files, in order (default podman-compose.yml; e.g.
+#                   "podman-compose.yml podman-compose.gpu.yml")
 #   KEEP_UP=1       leave the stack running at the end (default: down, volumes kept)
 #   FRESH=1         start from empty volumes (down -v first)
 #   TIMEOUT         seconds allowed for each wait (default 900)
@@ -72,6 +74,7 @@ MLFLOW_DB_PASSWORD=$(rand)
 PREDICTION_DB_PASSWORD=$(rand)
 REDIS_PASSWORD=$(rand)
 AIRFLOW_ADMIN_PASSWORD=$(rand)
+MLFLOW_UI_PASSWORD=$(rand)
 AIRFLOW_FERNET_KEY=$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
 AIRFLOW_SECRET_KEY=$(rand)
 AIRFLOW_JWT_SECRET=$(rand)
@@ -81,7 +84,6 @@ RAW_DATA_DIR=$raw
 LB_PORT=18000
 AIRFLOW_PORT=18080
 MLFLOW_PORT=15000
-DASK_DASHBOARD_PORT=18787
 DASHBOARD_PORT=18050
 PROMETHEUS_PORT=19090
 ALERTMANAGER_PORT=19093
@@ -106,7 +108,12 @@ PROM="http://127.0.0.1:$(envget PROMETHEUS_PORT | grep . || echo 9090)"
 AM="http://127.0.0.1:$(envget ALERTMANAGER_PORT | grep . || echo 9093)"
 MODEL_NAME=trajectory-forecaster
 
-compose() { .deploy-venv/bin/podman-compose --env-file "$ENV_FILE" -f podman-compose.yml "$@"; }
+COMPOSE_FILES="${COMPOSE_FILES:-podman-compose.yml}"
+compose() {
+    local files=() f
+    for f in $COMPOSE_FILES; do files+=(-f "$f"); done
+    .deploy-venv/bin/podman-compose --env-file "$ENV_FILE" "${files[@]}" "$@"
+}
 
 LONG_RUNNING=(postgres redis mlflow airflow-apiserver airflow-scheduler airflow-dag-processor
               airflow-triggerer dask-scheduler dask-worker serving-1 serving-2 lb dashboard
@@ -179,8 +186,9 @@ run_dag() {  # dag_id conf-json: unpause, trigger, wait; -> prints the final sta
         fail "$dag run $run $state (podman logs airflow-scheduler; UI $AIRFLOW)"
     }
 }
-registered_model() {
-    curl -fsS "$MLFLOW/api/2.0/mlflow/registered-models/get?name=$MODEL_NAME"
+registered_model() {  # from the host: through lb's MLflow proxy, with its basic auth
+    curl -fsS -u "$(envget MLFLOW_UI_USER | grep . || echo admin):$(envget MLFLOW_UI_PASSWORD)" \
+        "$MLFLOW/api/2.0/mlflow/registered-models/get?name=$MODEL_NAME"
 }
 wait_ready() {  # each replica's /ready answers 200 (its champion is loaded)
     local deadline=$(( SECONDS + TIMEOUT )) c
@@ -230,6 +238,14 @@ compose up -d >"$STATE/up.log" 2>&1 || { tail -20 "$STATE/up.log"; fail "podman-
 mark "podman-compose up -d"
 wait_healthy
 mark "all healthchecks pass"
+# safe exposure: only lb's prediction port on every interface; MLflow only with its password
+exposed="$(podman ps --format '{{.Names}} {{.Ports}}' | tr ',' '\n' | grep -oE '[0-9.]+:[0-9]+->[0-9]+' \
+           | grep -v '^127\.0\.0\.1:' || true)"
+[[ "$exposed" == "0.0.0.0:$(envget LB_PORT | grep . || echo 8000)->8000" ]] \
+    || fail "ports on all interfaces other than lb's: $exposed"
+[[ "$(curl -s -o /dev/null -w '%{http_code}' "$MLFLOW/health")" == 401 ]] \
+    || fail "MLflow answers the host without authentication"
+mark "host ports local but lb's, MLflow behind auth"
 
 # --- 2. ETL and training through Airflow ------------------------------------------------------
 TOKEN="$(airflow_token)"

@@ -9,6 +9,7 @@ response, an unhandled error's 500 too, carries X-Request-Id.
 from __future__ import annotations
 
 import re
+import socket
 import time
 import uuid
 
@@ -23,10 +24,12 @@ _SAFE_ID = re.compile(r"^[\w.-]{1,64}$")
 
 class RequestIdMiddleware:
     """Sets `request.state.request_id` (the client's X-Request-Id when safe, else a new one)
-    and puts it in the X-Request-Id header of every response."""
+    and puts it in the X-Request-Id header of every response, beside X-Served-By: the host
+    name of the replica that answered (the container name in the compose stack)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self.served_by = (b"x-served-by", socket.gethostname().encode("ascii", "replace"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,7 +42,7 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*message.get("headers", []), header, self.served_by]
             await send(message)
 
         await self.app(scope, receive, send_with_id)

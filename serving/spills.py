@@ -1,5 +1,7 @@
 """Spill files: prediction-log rows written to disk when the database is down at shutdown,
-and their replay (at start-up and by `trajectory replay-log`), exactly once.
+and their replay (at start-up and by `trajectory replay-log`), exactly once; the same for the
+journal files a killed process left (`serving.predictions_log.Journal`), whose rows the
+database may partly hold already: those are skipped.
 
 A spill is `predictions-spill-<ns>.jsonl` in the work dir, written to a temp name and renamed.
 Replay inserts a file's rows and records its name and SHA-256 in `spill_imports` in one
@@ -21,9 +23,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from serving.db import pseudonymise_v1_row, spill_imports
+from serving.db import predictions, pseudonymise_v1_row, spill_imports
 from serving.quarantine import AlreadyImported, Row, row_json, write_rows
-from trajectory.privacy.files import SPILL_GLOB
+from trajectory.privacy.files import JOURNAL_GLOB, SPILL_GLOB, in_use
 from trajectory.privacy.pseudonym import Pseudonymiser
 
 log = logging.getLogger(__name__)
@@ -58,7 +60,11 @@ def replay_spills(
     """Import every spill file in `spill_dir`, oldest first (DatabaseUnavailable propagates:
     the files stay for the next try). `pseudonyms` converts rows spilled by a v1 service."""
     report = ReplayReport()
-    for path in sorted(spill_dir.glob(SPILL_GLOB)) if spill_dir.is_dir() else []:
+    found = [
+        *sorted(spill_dir.glob(SPILL_GLOB)),  # first: a journal's rows may be in a spill too
+        *sorted(p for p in spill_dir.glob(JOURNAL_GLOB) if not in_use(p)),
+    ] if spill_dir.is_dir() else []
+    for path in found:
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         with engine.connect() as conn:
@@ -69,6 +75,8 @@ def replay_spills(
             log.error("%s was imported before with other contents; left in place", path)
             continue
         rows = [] if known else [_decode(line, pseudonyms) for line in data.splitlines() if line]
+        if rows and path.match(JOURNAL_GLOB):
+            rows = _not_logged(engine, rows)
         marker = {"name": path.name, "sha256": digest, "rows": len(rows),
                   "imported_at": datetime.now(UTC)}
         try:
@@ -86,6 +94,24 @@ def replay_spills(
                      outcome.written, outcome.quarantined)
         path.unlink()
     return report
+
+
+def _not_logged(engine: Engine, rows: list[Row]) -> list[Row]:
+    """The rows of a journal that are not in `predictions` yet (same request id, variant,
+    agent and latency: one request logs an agent once per variant)."""
+    def key(row: Row) -> tuple[Any, ...]:
+        return row["request_id"], row["variant"], row["agent_key"], row["latency_ms"]
+
+    c = predictions.c
+    logged: set[tuple[Any, ...]] = set()
+    ids = sorted({row["request_id"] for row in rows})
+    with engine.connect() as conn:
+        for i in range(0, len(ids), 500):
+            logged.update(tuple(r) for r in conn.execute(
+                select(c.request_id, c.variant, c.agent_key, c.latency_ms)
+                .where(c.request_id.in_(ids[i:i + 500]))
+            ))
+    return [row for row in rows if key(row) not in logged]
 
 
 def _decode(line: bytes, pseudonyms: Pseudonymiser | None) -> Row:

@@ -252,11 +252,42 @@ def test_images_come_from_known_targets(compose: dict[str, Any]) -> None:
         assert default[1] in targets, f"{name}: no build target {default[1]}"
 
 
-def test_lb_balances_both_replicas(compose: dict[str, Any]) -> None:
+def test_lb_balances_both_replicas_and_retries_only_predictions(
+    compose: dict[str, Any]
+) -> None:
+    """The replicas lb resolves are the compose services; the upstream list is the file the
+    entry point writes; only POST /v1/predict may be sent twice (non_idempotent)."""
+    lb = compose["services"]["lb"]
+    replicas = set(lb["environment"]["LB_REPLICAS"].split())
+    assert replicas == {n for n in compose["services"] if n.startswith("serving-")}
     conf = NGINX_CONF.read_text()
-    upstreams = set(re.findall(r"server (serving-\d+):8000", conf))
-    assert upstreams == {"serving-1", "serving-2"}
-    assert any(p.endswith(":8000") for p in compose["services"]["lb"]["ports"])
+    assert "include /tmp/nginx/upstreams.conf;" in conf
+    blocks = re.findall(r"location ([^{]+)\{([^}]*)\}", conf)
+    retried = [where.strip() for where, body in blocks if "non_idempotent" in body]
+    assert retried == ["= /v1/predict"], retried
+    assert "proxy_connect_timeout 250ms;" in conf
+    assert "./deploy/lb-entrypoint.sh:/usr/local/bin/lb-entrypoint:ro" in lb["volumes"]
+
+
+def host_port_problems(compose: dict[str, Any]) -> list[str]:
+    """Published ports must name an interface: 127.0.0.1, or ${BIND_ADDRESS:-127.0.0.1};
+    only lb's prediction port may default to every interface (${LB_BIND:-0.0.0.0})."""
+    problems = []
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            if name == "lb" and port.startswith("${LB_BIND:-0.0.0.0}:") and port.endswith(":8000"):
+                continue
+            if not port.startswith(("127.0.0.1:", "${BIND_ADDRESS:-127.0.0.1}:")):
+                problems.append(f"{name}: {port} is published on every interface")
+    return problems
+
+
+def test_host_ports_are_local_but_the_prediction_api(compose: dict[str, Any]) -> None:
+    assert host_port_problems(compose) == []
+    assert "ports" not in compose["services"]["mlflow"]  # through lb, with basic auth
+    assert "ports" not in compose["services"]["dask-scheduler"]
+    assert host_port_problems({"services": {"mlflow": {"ports": ["5000:5000"]}}}) == [
+        "mlflow: 5000:5000 is published on every interface"]
 
 
 def test_monitoring_is_local_only_reads_its_config_read_only_and_scrapes_real_services(
@@ -290,7 +321,8 @@ def test_monitoring_is_local_only_reads_its_config_read_only_and_scrapes_real_se
 
 
 def test_deploy_scripts_are_executable() -> None:
-    for script in ("build_base_image.sh", "build_images.sh", "podman_smoke.sh"):
+    for script in ("build_base_image.sh", "build_images.sh", "podman_smoke.sh", "watchdog.py",
+                   "failover_test.sh"):
         path = REPO / "scripts" / script
         assert path.is_file() and path.stat().st_mode & 0o111, f"{path} is not executable"
 
@@ -339,3 +371,14 @@ def test_checks_fail_on_a_broken_containerfile() -> None:
     assert package_copy_problems("FROM x AS base\nCOPY serving ./serving\n", "**\n",
                                  ["serving"]) == [
         "serving: not in the build context (deploy/containerignore)"]
+
+
+def test_override_files_name_real_services_and_stay_local(compose: dict[str, Any]) -> None:
+    """podman-compose.gpu.yml hands the training containers a GPU through CDI; the Dask
+    dashboard override publishes on 127.0.0.1 only."""
+    gpu = yaml.safe_load((REPO / "podman-compose.gpu.yml").read_text())["services"]
+    assert set(gpu) == {"airflow-scheduler", "dask-worker"} <= set(compose["services"])
+    assert all(svc["devices"] == ["nvidia.com/gpu=all"] for svc in gpu.values())
+    assert gpu["airflow-scheduler"]["environment"]["TRAJ_DEVICE"] == "${TRAIN_DEVICE:-cuda}"
+    dask = yaml.safe_load((REPO / "deploy" / "compose.dask-dashboard.yml").read_text())
+    assert host_port_problems(dask) == [] and set(dask["services"]) <= set(compose["services"])

@@ -4,6 +4,7 @@ carries X-Request-Id, request types are strict and forcing a variant needs the a
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,6 +91,7 @@ def test_every_response_carries_the_request_id(client: TestClient) -> None:
     with TestClient(client.app, raise_server_exceptions=False) as c:
         crashed = c.get("/boom", headers={"X-Request-Id": "trace-1"})
         assert crashed.status_code == 500 and crashed.headers["x-request-id"] == "trace-1"
+        assert crashed.headers["x-served-by"] == socket.gethostname()  # the replica, for lb
         assert crashed.json() == {"error": "InternalError", "detail": "internal error",
                                   "request_id": "trace-1"}
         assert "secret" not in crashed.text

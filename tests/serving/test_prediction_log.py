@@ -180,3 +180,49 @@ def test_replay_command_imports_spills(tmp_path: Path, monkeypatch: pytest.Monke
     engine = open_database(f"sqlite:///{tmp_path / 'serving.db'}")
     assert request_ids(engine) == ["r1"]
     engine.dispose()
+
+
+def killed(log: PredictionLog) -> None:
+    """What SIGKILL leaves of a log: its journal files, unlocked, and nothing else."""
+    assert log._journal is not None
+    for f in log._journal._files.values():
+        f.close()
+
+
+def test_a_killed_process_loses_no_answered_row(engine: Engine, tmp_path: Path) -> None:
+    async def answer_then_die() -> None:
+        log = PredictionLog(engine, ServingMetrics(), batch_size=2, flush_s=0.01,
+                            max_queue=1000, spill_dir=tmp_path)
+        log.start()
+        log.record([row(1), row(2)])  # written before the "kill"
+        while log.state()["written"] < 2:
+            await asyncio.sleep(0.01)
+        log._task.cancel()  # type: ignore[union-attr]  # the writer dies with the process
+        log.record([row(3), row(4), row(5)])  # answered, never written
+        killed(log)
+
+    asyncio.run(answer_then_die())
+    (journal,) = tmp_path.glob("predictions-journal-*.jsonl")
+    assert len(journal.read_text().splitlines()) == 5
+    assert request_ids(engine) == ["r1", "r2"]
+    report = replay_spills(engine, tmp_path)  # the next start
+    assert report.rows == 3  # the two already written are not written twice
+    assert request_ids(engine) == [f"r{i}" for i in range(1, 6)] and not journal.exists()
+
+
+def test_a_live_journal_is_left_alone_and_a_closed_log_leaves_none(
+    engine: Engine, tmp_path: Path
+) -> None:
+    async def live() -> None:
+        log = PredictionLog(engine, ServingMetrics(), batch_size=100, flush_s=60,
+                            max_queue=1000, spill_dir=tmp_path)
+        log.record([row(1)])
+        (journal,) = tmp_path.glob("predictions-journal-*.jsonl")
+        assert replay_spills(engine, tmp_path).rows == 0 and journal.exists()  # locked
+        log.start()
+        await log.close()
+        assert request_ids(engine) == ["r1"] and not journal.exists()
+
+    asyncio.run(live())
+    asyncio.run(run_log(engine, [row(i) for i in range(2, 30)], tmp_path))
+    assert not list(tmp_path.glob("predictions-journal-*")) and count(engine, predictions) == 29

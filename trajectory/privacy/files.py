@@ -3,6 +3,9 @@
 - `<serving work dir>/predictions-spill-*.jsonl`: log rows the database could not take at
   shutdown, one JSON object a line (pseudonymised like the table rows; files of a v1 service
   hold raw `scene` and `agent_id`), replayed at the next start;
+- `<serving work dir>/predictions-journal-*.jsonl`: every row a replica answered with, until the
+  database has it (`serving.predictions_log.Journal`); a live process holds a lock on its
+  files, which are then left alone; a dead one's are replayed at the next start;
 - `<serving work dir>/predictions-quarantine-*.jsonl`: rows the database refused when even the
   quarantine table could not take them, `{"reason": ..., "row": {...}}` a line;
 - `<batch dir>/<job id>/`: a batch job's upload (until scored), `result.csv` (scene, agent_id,
@@ -15,6 +18,7 @@ rows is deleted.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import logging
 import os
@@ -29,16 +33,32 @@ log = logging.getLogger(__name__)
 
 # the file names the service writes (serving.spills, serving.quarantine) and erasure reads
 SPILL_GLOB = "predictions-spill-*.jsonl"
+JOURNAL_GLOB = "predictions-journal-*.jsonl"
 QUARANTINE_GLOB = "predictions-quarantine-*.jsonl"
-SPILL_GLOBS = (SPILL_GLOB, QUARANTINE_GLOB)
+SPILL_GLOBS = (SPILL_GLOB, JOURNAL_GLOB, QUARANTINE_GLOB)
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")  # uuid4().hex: only such folders are batch jobs
 RESULT_CSV = "result.csv"
 
 
 def spill_files(dirs: list[Path]) -> list[Path]:
-    """Spill and quarantine files of the serving work dirs."""
+    """Spill, quarantine and left-over journal files of the serving work dirs (not the
+    journals a live process is writing)."""
     return sorted(p for d in dirs if d.is_dir() for g in SPILL_GLOBS for p in d.glob(g)
-                  if p.is_file())
+                  if p.is_file() and not in_use(p))
+
+
+def in_use(path: Path) -> bool:
+    """True while a process holds the file's lock (a live journal)."""
+    try:
+        with path.open("rb") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+    except FileNotFoundError:
+        return True  # gone meanwhile: nothing to read
+    return False
 
 
 def log_row(line: dict[str, Any]) -> dict[str, Any]:
