@@ -22,6 +22,8 @@
 #   TIMEOUT         seconds allowed for each wait (default 900)
 #   SMOKE_REPORT    where a passing run's timings go (default benchmarks/podman_smoke.txt;
 #                   empty: only .deploy/smoke_report.txt)
+#   RESOURCE_REPORT where a passing run's peak memory/CPU per container go (default
+#                   benchmarks/resources.json; empty: only .deploy/resources.json)
 # Needs: podman, curl, jq, python3; podman-compose 1.6 (installed into .deploy-venv if absent).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -235,6 +237,10 @@ if [[ -n "${FRESH:-}" ]]; then
     mark "down -v (FRESH=1)"
 fi
 compose up -d >"$STATE/up.log" 2>&1 || { tail -20 "$STATE/up.log"; fail "podman-compose up"; }
+# peak memory/CPU per container over the whole run (the limits in podman-compose.yml are
+# sized from it); written when the run passes
+scripts/resource_peaks.py --out "$STATE/resources.json" & SAMPLER=$!
+trap 'kill $SAMPLER 2>/dev/null || true' EXIT
 mark "podman-compose up -d"
 wait_healthy
 mark "all healthchecks pass"
@@ -274,6 +280,40 @@ done
 jq -e '.predictions | length == 2' "$STATE/predict.json" >/dev/null || fail "bad predict body"
 echo "          predict: model $(jq -c .model "$STATE/predict.json"), variant $(jq -r .variant "$STATE/predict.json")"
 mark "20 predictions through lb"
+
+# --- runbooks that run: scale-serving ("Replica down") and rollback-model -----------------------
+served_version() {  # replica -> the champion version it serves now
+    podman exec "$1" python -c "import json, urllib.request as u; print(json.load(u.urlopen('http://127.0.0.1:8000/ready', timeout=4))['models']['champion']['version'])" 2>/dev/null
+}
+wait_served() {  # version: both replicas serve it (they poll the registry every SERVING_MODEL_POLL_S)
+    local deadline=$(( SECONDS + 180 )) c
+    for c in serving-1 serving-2; do
+        until [[ "$(served_version "$c")" == "$1" ]]; do
+            ((SECONDS < deadline)) || fail "$c serves v$(served_version "$c"), not v$1"
+            sleep 2
+        done
+    done
+}
+compose restart serving-2 >/dev/null 2>&1 || fail "podman-compose restart serving-2 (scale-serving.md)"
+deadline=$(( SECONDS + TIMEOUT ))
+until podman healthcheck run serving-2 >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || fail "serving-2 not healthy after a restart (scale-serving.md)"
+    sleep 5
+done
+wait_ready
+mark "runbook scale-serving: restart, healthy, ready"
+run_dag trajectory_train '{"model": "cv", "epochs": 1, "device": "cpu"}'
+CHAMPION="$(registered_model | jq -r '.registered_model.aliases[] | select(.alias == "champion") | .version')"
+LATEST="$(registered_model | jq -r '[.registered_model.latest_versions[].version | tonumber] | max')"
+OTHER=$(( CHAMPION == LATEST ? CHAMPION - 1 : LATEST ))
+for to in "$OTHER" "$CHAMPION"; do
+    compose exec -T airflow-scheduler trajectory rollback --to-version "$to" \
+        --reason "smoke: runbooks/rollback-model.md" || fail "trajectory rollback --to-version $to"
+    wait_served "$to"
+done
+VERSION="$CHAMPION"
+echo "          champion v$CHAMPION -> v$OTHER -> v$CHAMPION, followed by both replicas"
+mark "runbook rollback-model: there and back"
 
 python3 - >"$STATE/batch.csv" <<'PY'
 print("scene,frame,agent_id,x,y")
@@ -383,6 +423,9 @@ predict again >/dev/null || fail "predict after restart"
 echo "          after restart: champion v$V2, $ROWS_AFTER log rows, $RUNS train runs, predict ok"
 mark "data persisted across down/up"
 
+kill -TERM $SAMPLER && wait $SAMPLER || true
+RESOURCES="${RESOURCE_REPORT-$REPO/benchmarks/resources.json}"
+[[ -z "$RESOURCES" ]] || cp "$STATE/resources.json" "$RESOURCES"
 if [[ -z "${KEEP_UP:-}" ]]; then
     compose down >>"$STATE/down.log" 2>&1
     mark "podman-compose down"

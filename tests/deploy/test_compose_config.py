@@ -3,7 +3,8 @@
 podman-compose.yml: the service names runbooks use, a healthcheck on every long-running
 service, `depends_on` with conditions that can be met, secrets that fail fast (`${VAR:?`),
 every required variable in .env.example, bind-mounted files that exist. Containerfile: the
-`ARG BASE_IMAGE`, the targets compose runs, a non-root serving image whose CMD is exec form.
+`ARG BASE_IMAGE` of the first stage, the targets compose runs, a non-root serving image whose
+CMD is exec form (the locks each target installs: test_packaging.py).
 Each check returns its problems, and is also run on a broken example so it can fail.
 """
 
@@ -117,8 +118,8 @@ def containerfile_problems(text: str) -> list[str]:
     preamble = re.split(r"(?im)^FROM\s+", text)[0]
     if not re.search(r"(?m)^ARG BASE_IMAGE=\S+", preamble):
         problems.append("no `ARG BASE_IMAGE=<default>` before the first FROM")
-    if not re.search(r"(?im)^FROM \$\{BASE_IMAGE\} AS base$", text):
-        problems.append("the base stage is not FROM ${BASE_IMAGE}")
+    if not re.match(r"FROM \$\{BASE_IMAGE\} AS \w+\n", text[len(preamble):]):
+        problems.append("the first stage is not FROM ${BASE_IMAGE}")
     targets = containerfile_targets(text)
     problems += [f"no target {t}" for t in ("base", "serving", "airflow", "worker") if t not in targets]
     serving = targets.get("serving", "")
@@ -382,3 +383,10 @@ def test_override_files_name_real_services_and_stay_local(compose: dict[str, Any
     assert gpu["airflow-scheduler"]["environment"]["TRAJ_DEVICE"] == "${TRAIN_DEVICE:-cuda}"
     dask = yaml.safe_load((REPO / "deploy" / "compose.dask-dashboard.yml").read_text())
     assert host_port_problems(dask) == [] and set(dask["services"]) <= set(compose["services"])
+
+
+def test_every_service_has_cpu_and_memory_limits(compose: dict[str, Any]) -> None:
+    """Sized from benchmarks/resources.json (docs/deployment.md "Resources")."""
+    missing = [name for name, svc in compose["services"].items()
+               if not (svc.get("cpus") and svc.get("mem_limit"))]
+    assert missing == []
