@@ -16,6 +16,8 @@ command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 # promtool, amtool and Alertmanager for tests/deploy/test_prometheus_rules.py
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+# wrk, the load generator of benchmarks/serving_bench.py
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install_services: redis-server, PostgreSQL 15, Chromium and Prometheus are present"

@@ -8,8 +8,8 @@ through; redis-py reconnects on the next call that goes through.
 
 A hit should cost little more than the constant-answer floor, so the in-process level keeps
 each value as a `CacheEntry` whose `parsed` slot holds what the caller made of the bytes
-(the predictions as dicts): later hits on the same entry parse nothing. Entries never change,
-so the slot never goes stale.
+(`serving.prediction`: the predictions' JSON and their log rows' fixed parts): later hits on
+the same entry parse and round nothing. Entries never change, so the slot never goes stale.
 """
 
 from __future__ import annotations

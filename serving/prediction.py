@@ -9,6 +9,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -31,19 +32,14 @@ from trajectory.privacy.pseudonym import Pseudonymiser
 Predictions = list[dict[str, Any]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Scored:
-    """Predictions as JSON (what is sent and cached) and, parsed on demand, as dicts."""
+    """Predictions as JSON (what is sent and cached) and, per agent, the part of its log row
+    that the canonical request and the predictions fix (`agent_rows`, see `_agent_rows`)."""
 
     json: bytes
     hit: bool
-    parsed: Predictions | None = None
-
-    @property
-    def preds(self) -> Predictions:
-        if self.parsed is None:
-            self.parsed = json.loads(self.json)
-        return self.parsed
+    agent_rows: list[Row]
 
 
 @dataclass(frozen=True)
@@ -85,16 +81,19 @@ def choose_model(
 
 def check_coordinates(req: PredictRequest, bound: float) -> None:
     """RequestError naming the first point with |x| or |y| over `bound`
-    (settings.max_abs_coordinate): such values overflow the models' float32 into inf/NaN."""
+    (settings.max_abs_coordinate): such values overflow the models' float32 into inf/NaN.
+    One pass at C speed over every coordinate (numpy per agent costs more on small requests);
+    the point is looked for only when there is one."""
+    coordinates = chain.from_iterable(chain.from_iterable(a.points for a in req.agents))
+    if max(map(abs, coordinates)) <= bound:
+        return
     for i, agent in enumerate(req.agents):
-        points = np.abs(np.asarray(agent.points, np.float64))  # (n, 2)
-        over = np.flatnonzero((points > bound).any(axis=1))
-        if len(over):
-            j = int(over[0])
-            raise RequestError(
-                f"agents.{i}.points.{j}",
-                f"coordinate {points[j].max():.6g} m is beyond the limit of {bound:g} m",
-            )
+        for j, point in enumerate(agent.points):
+            if max(map(abs, point)) > bound:
+                raise RequestError(
+                    f"agents.{i}.points.{j}",
+                    f"coordinate {max(map(abs, point)):.6g} m is beyond the limit of {bound:g} m",
+                )
 
 
 async def predict_request(
@@ -126,9 +125,7 @@ async def predict_request(
         "frame_step": canon.frame_step,  # 1 when resampled: frames count model steps
     }
     agent_keys = [state.pseudonyms.agent(req.scene, int(a)) for a in canon.agent_ids]
-    rows = _rows(common, agent_keys, variant, assignment, model, canon, scored, latency_ms,
-                 decimals=settings.position_decimals)
-    state.log.record(rows)
+    state.log.record(_rows(common, agent_keys, variant, assignment, canon, scored, latency_ms))
     state.metrics.predictions.labels(variant, "false").inc(len(canon.agent_ids))
     for shadow in settings.shadow_variants:
         shadow_model = state.variants.get(shadow)
@@ -160,30 +157,32 @@ def _at_step_of(
 
 async def score_request(state: ServingState, model: ServedModel, canon: CanonicalRequest) -> Scored:
     """From the cache or the model. Cache values are `<model version>\\n<predictions JSON>`;
-    the in-process level keeps them checked and parsed (`CacheEntry.parsed`), so a hit there
-    decodes nothing."""
+    the in-process level keeps them checked, with their log rows' fixed parts made
+    (`CacheEntry.parsed`), so a hit there decodes and rounds nothing."""
     key = cache_key(model.name, model.version, canon.key_bytes())
+    decimals = state.settings.position_decimals
     entry = await state.cache.get_entry(key)
     if entry is not None:
-        if entry.parsed is not None:  # checked and parsed when stored or first hit
-            preds_json, preds = entry.parsed
-            return Scored(preds_json, hit=True, parsed=preds)
+        if entry.parsed is not None:  # checked and made ready when stored or first hit
+            preds_json, agent_rows = entry.parsed
+            return Scored(preds_json, True, agent_rows)
         version, _, preds_json = entry.value.partition(b"\n")
         # belt and braces: the key has the version already; NaN/Infinity (written before
         # outputs were checked) would be invalid JSON, so such an entry is a miss
         finite = b"NaN" not in preds_json and b"Infinity" not in preds_json
         if version.decode() == model.version and finite:
-            scored = Scored(preds_json, hit=True)
-            entry.parsed = (preds_json, scored.preds)
-            return scored
+            agent_rows = _agent_rows(model, canon, json.loads(preds_json), decimals)
+            entry.parsed = (preds_json, agent_rows)
+            return Scored(preds_json, True, agent_rows)
     traj, weights = await state.batcher.predict(model, canon)
     check_finite_outputs(canon.agent_ids, traj, weights)  # 422 naming the agent, not cached
     preds = format_predictions(canon.agent_ids, traj, weights, state.settings.output_decimals)
     # allow_nan=False: a non-finite number that slipped through fails here (500), never sent
     preds_json = json.dumps(preds, separators=(",", ":"), allow_nan=False).encode()
     value = model.version.encode() + b"\n" + preds_json
-    state.spawn(state.cache.set(key, value, (preds_json, preds)))
-    return Scored(preds_json, hit=False, parsed=preds)
+    agent_rows = _agent_rows(model, canon, preds, decimals)
+    state.spawn(state.cache.set(key, value, (preds_json, agent_rows)))
+    return Scored(preds_json, False, agent_rows)
 
 
 def format_predictions(
@@ -216,9 +215,7 @@ async def _shadow(
     start = time.perf_counter()
     scored = await score_request(state, model, canon)
     latency_ms = (time.perf_counter() - start) * 1000
-    rows = _rows(common, agent_keys, variant, "shadow", model, canon, scored, latency_ms,
-                 decimals=state.settings.position_decimals)
-    state.log.record(rows)
+    state.log.record(_rows(common, agent_keys, variant, "shadow", canon, scored, latency_ms))
     state.metrics.predictions.labels(variant, "true").inc(len(canon.agent_ids))
 
 
@@ -234,42 +231,56 @@ def log_identity(
     }
 
 
-def _rows(
-    common: dict[str, Any],
-    agent_keys: list[str],
-    variant: str,
-    assignment: str,
-    model: ServedModel,
-    canon: CanonicalRequest,
-    scored: Scored,
-    latency_ms: float,
-    *,
-    decimals: int | None = None,
+def _agent_rows(
+    model: ServedModel, canon: CanonicalRequest, preds: Predictions, decimals: int | None
 ) -> list[Row]:
-    """Log rows, one per agent; positions rounded to `decimals` (SERVING_POSITION_DECIMALS,
-    e.g. 1 = 0.1 m) when set, so the log keeps coarser tracks than the service sees."""
-    now = datetime.now(UTC)
+    """Per agent, what its log row takes from the model, the canonical request and the
+    predictions: fixed by the cache key, so made once per cache entry. Positions rounded to
+    `decimals` (SERVING_POSITION_DECIMALS, e.g. 1 = 0.1 m) when set, so the log keeps coarser
+    tracks than the service sees. `last_frame` is not here: whether the client sent a frame
+    is not part of the key."""
     return [
         {
-            **common,
-            "created_at": now,
-            "variant": variant,
-            "assignment": assignment,
-            "shadow": assignment == "shadow",
             "model_name": model.name,
             "model_version": model.version,
-            "agent_key": agent_keys[i],
-            "last_frame": int(canon.last_frames[i]) if canon.frames_given[i] else None,
             "k": canon.k,
             "observed": _coarse(canon.points[i], decimals),
             "predicted": _coarse(
                 p["samples"] if p["samples"] is not None else [p["points"]], decimals
             ),
             "weights": p["weights"] if p["weights"] is not None else [1.0],
-            "latency_ms": latency_ms,
-            "cache_hit": scored.hit,
         }
-        for i, p in enumerate(scored.preds)
+        for i, p in enumerate(preds)
+    ]
+
+
+def _rows(
+    common: dict[str, Any],
+    agent_keys: list[str],
+    variant: str,
+    assignment: str,
+    canon: CanonicalRequest,
+    scored: Scored,
+    latency_ms: float,
+) -> list[Row]:
+    """Log rows, one per agent: the request's part, then the agent's (`scored.agent_rows`,
+    shared by every row of a cache entry and never changed)."""
+    shared = common | {
+        "created_at": datetime.now(UTC),
+        "variant": variant,
+        "assignment": assignment,
+        "shadow": assignment == "shadow",
+        "latency_ms": latency_ms,
+        "cache_hit": scored.hit,
+    }
+    return [
+        {
+            **shared,
+            **part,
+            "agent_key": agent_keys[i],
+            "last_frame": int(canon.last_frames[i]) if canon.frames_given[i] else None,
+        }
+        for i, part in enumerate(scored.agent_rows)
     ]
 
 

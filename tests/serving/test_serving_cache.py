@@ -67,8 +67,8 @@ async def test_redis_down_is_a_fast_miss_and_opens_the_breaker() -> None:
 
 
 def test_a_cache_hit_parses_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    """The memory level keeps the parsed predictions beside the bytes: a hit decodes no JSON
-    (it was 1.42 ms of server CPU against a 0.37 ms floor, benchmarks/serving.json)."""
+    """The memory level keeps the predictions' JSON and their log rows' fixed parts beside
+    the bytes: a hit decodes no JSON (its CPU against the floor's: benchmarks/serving.json)."""
     import json
 
     from serving_testkit import PREDICT, FakeRegistry, TestClient, make_settings, walk
@@ -89,3 +89,29 @@ def test_a_cache_hit_parses_nothing(tmp_path, monkeypatch: pytest.MonkeyPatch) -
         assert second.status_code == 200 and second.json()["cached"] is True
         assert second.json()["predictions"] == first.json()["predictions"]
         assert parsed_by_the_server == 0
+
+
+def test_a_cache_hit_logs_its_own_request(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A hit reuses the entry's ready-made row parts (model, positions) but logs its own
+    request: its id, the hit, and whether it sent a frame (not part of the cache key)."""
+    from serving_testkit import PREDICT, FakeRegistry, TestClient, make_settings, walk
+    from sqlalchemy import create_engine, select
+
+    from serving.db import predictions
+    from serving.main import create_app
+
+    agents = [walk(1), walk(2, y=3.0)]
+    with TestClient(create_app(make_settings(tmp_path), model_source=FakeRegistry())) as client:
+        sent = [client.post("/v1/predict", json=body, headers=PREDICT | {"X-Request-Id": rid})
+                for body, rid in (({"agents": agents, "frame": 0}, "first"),
+                                  ({"agents": agents}, "second"))]
+    assert [r.json()["cached"] for r in sent] == [False, True]
+    engine = create_engine(f"sqlite:///{tmp_path / 'serving.db'}")
+    with engine.connect() as conn:
+        rows = [r._asdict() for r in conn.execute(select(predictions).order_by(predictions.c.id))]
+    engine.dispose()
+    assert [(r["request_id"], r["cache_hit"], r["last_frame"]) for r in rows] == [
+        ("first", False, 0), ("first", False, 0), ("second", True, None), ("second", True, None)]
+    for miss, hit in zip(rows[:2], rows[2:], strict=True):
+        assert hit["agent_key"] == miss["agent_key"] and hit["model_version"] == "1"
+        assert hit["observed"] == miss["observed"] and hit["predicted"] == miss["predicted"]
