@@ -234,13 +234,23 @@ def _runner(engine: str, client: Any | None, settings: Settings) -> Iterator[_Ru
     if engine == "pandas" or client is not None:
         yield _Runner(client if engine == "dask" else None)
         return
-    import dask
-    from distributed import Client, LocalCluster
-
     if settings.dask_address:
+        from distributed import Client
+
         with Client(settings.dask_address) as remote:
             yield _Runner(remote)
         return
+    with local_client(settings) as local:
+        yield _Runner(local)
+
+
+@contextmanager
+def local_client(settings: Settings) -> Iterator[Any]:
+    """A Client of the LocalCluster `run_etl` starts when given no client or address:
+    settings.dask_workers processes of settings.dask_threads_per_worker threads."""
+    import dask
+    from distributed import Client, LocalCluster
+
     # Dask's fixed MALLOC_TRIM_THRESHOLD_ turns off glibc's dynamic mmap threshold, so each
     # large numpy temporary is mmapped and zero-filled afresh: windowing ran ~1.5x slower.
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
@@ -256,7 +266,7 @@ def _runner(engine: str, client: Any | None, settings: Settings) -> Iterator[_Ru
         ) as cluster,
         Client(cluster) as local,
     ):
-        yield _Runner(local)
+        yield local
 
 
 def _execute(
