@@ -5,15 +5,20 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# hashed locks (scripts/lock.sh): pip itself first, then every extra and the dev tools, and
+# setuptools and wheel to install the project without build isolation
+LOCKS  := requirements/pip.lock requirements/all-dev.lock requirements/build.lock
 
 .PHONY: demo test setup lint clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# the locked dependencies, then the project itself without resolving anything
+$(STAMP): $(LOCKS) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/pip.lock
+	$(BIN)/pip install --quiet --require-hashes -r requirements/all-dev.lock -r requirements/build.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 demo: setup

@@ -14,7 +14,6 @@ from __future__ import annotations
 from itertools import pairwise
 
 import numpy as np
-from scipy.special import logsumexp
 
 MISS_THRESHOLD = 2.0  # metres: a window is missed when its best final point is farther
 WEIGHT_BINS = (0.0, 0.05, 0.1, 0.2, 0.4, 1.0)  # reliability bins of a mode's weight, [lo, hi)
@@ -84,6 +83,8 @@ def _scaled_sq_error(traj: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 def _nll_given(scaled: np.ndarray, log_w: np.ndarray, scale: float, steps: int) -> np.ndarray:
     """(N,) per-point NLL from `_scaled_sq_error` and log weights, for sigma_t = scale*t/T."""
+    from scipy.special import logsumexp  # scipy is in the train extra, not the service's
+
     t = np.arange(1, steps + 1) / steps  # (T,)
     log_norm = np.log(2 * np.pi * (scale * t) ** 2).sum()  # sum_t log(2 pi sigma_t^2)
     log_comp = log_w - log_norm - scaled / (2 * scale**2)  # (N, K)

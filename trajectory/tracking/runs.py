@@ -19,7 +19,6 @@ from mlflow.entities import Metric
 from mlflow.models.model import ModelInfo
 
 import trajectory
-from trajectory import plots
 from trajectory.config import Settings
 from trajectory.data.windows import Windows, WindowSpec
 from trajectory.exceptions import ModelError
@@ -172,6 +171,8 @@ def git_commit() -> str | None:
 
 
 def _log_plots(result: TrainResult, windows: Windows | None) -> None:
+    from trajectory import plots  # matplotlib: not in the service, which imports this package
+
     if result.history:
         mlflow.log_figure(plots.history_figure(result.history, result.model.name),
                           "plots/history.png")
