@@ -118,8 +118,9 @@ def score(
 
 
 def replay_log() -> None:
-    """Import prediction-log spill files of SERVING_WORK_DIR into the database, exactly once
-    (the service also does it at start-up); see runbooks/prediction-log-quarantine.md."""
+    """Import prediction-log spill files of SERVING_WORK_DIR, and journals a killed service
+    left there, into the database, exactly once (the service also does it at start-up); see
+    runbooks/prediction-log-quarantine.md."""
     from serving.config import load_serving_settings
     from serving.db import open_database
     from serving.spills import replay_spills
