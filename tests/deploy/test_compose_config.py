@@ -323,7 +323,7 @@ def test_monitoring_is_local_only_reads_its_config_read_only_and_scrapes_real_se
 
 def test_deploy_scripts_are_executable() -> None:
     for script in ("build_base_image.sh", "build_images.sh", "podman_smoke.sh", "watchdog.py",
-                   "failover_test.sh"):
+                   "watchdog_drill.sh", "failover_test.sh", "resource_peaks.py"):
         path = REPO / "scripts" / script
         assert path.is_file() and path.stat().st_mode & 0o111, f"{path} is not executable"
 
