@@ -15,6 +15,8 @@
 #                     prometheus alertmanager"
 #   TORCH_INDEX       pip index of another torch build (CUDA); empty: the CPU wheel
 #   REFRESH_WHEELS=1  download the wheelhouse again even if it looks current
+#   BUILD_REPORT      where a build of every target writes its timings (default
+#                     benchmarks/image_build.txt; empty: nowhere)
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO"
@@ -25,7 +27,9 @@ TAG="${TAG:-latest}"
 TARGETS="${TARGETS:-serving dashboard airflow worker mlflow postgres redis nginx prometheus alertmanager}"
 WHEELS="$REPO/wheelhouse"
 
-step() { printf '%-34s %5d s\n' "$1" "$(( SECONDS - t0 ))"; }
+LINES=()
+say() { LINES+=("$1"); echo "$1"; }  # a timing line, also kept for the report
+step() { say "$(printf '%-34s %5d s' "$1" "$(( SECONDS - t0 ))")"; }
 
 t0=$SECONDS
 # the wheels of every lock in one folder (a file two locks share is downloaded once)
@@ -55,8 +59,17 @@ for target in $TARGETS; do
                 --build-arg LOCK="$target" \
                 --target "$target" -t "localhost/trajectory-$target:$TAG" . >/dev/null ;;
     esac
-    printf '%-34s %5d s  (%s)\n' "image trajectory-$target:$TAG" "$(( SECONDS - t1 ))" \
+    say "$(printf '%-34s %5d s  (%s)' "image trajectory-$target:$TAG" "$(( SECONDS - t1 ))" \
         "$(podman image inspect --format '{{.Size}}' "localhost/trajectory-$target:$TAG" \
-           | awk '{printf "%.0f MB", $1/1e6}')"
+           | awk '{printf "%.0f MB", $1/1e6}')")"
 done
 step "all images"
+# the timings of a complete build, with the host (BUILD_REPORT= to skip)
+REPORT="${BUILD_REPORT-$REPO/benchmarks/image_build.txt}"
+if [[ -n "$REPORT" && "$TARGETS" == *serving*airflow*alertmanager* ]]; then
+    {
+        echo "BUILD $(date -u +%FT%TZ) on $(nproc) CPUs, $(free -g | awk '/Mem:/{print $2}') GiB," \
+            "$(podman --version), base $BASE_IMAGE"
+        printf '%s\n' "${LINES[@]}"
+    } >"$REPORT"
+fi
